@@ -1,0 +1,27 @@
+import { Command, Option } from 'commander';
+import { fail } from './io.ts';
+import { registerServe } from './serve.ts';
+import { registerAdmin } from './admin.ts';
+import { registerMail } from './mail.ts';
+import { registerSend } from './send.ts';
+
+/** `postern`: one command for the server and its administration. */
+export function buildProgram(): Command {
+  const program = new Command('postern')
+    .description('Postern mail server: SMTP, LMTP and local submission, with its administration commands.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+  const configOption = () => new Option('-c, --config <file>', 'config file (default: $POSTERN_CONFIG, ./postern.toml, /etc/postern/postern.toml, else embedded defaults)');
+  registerServe(program, configOption);
+  registerAdmin(program, configOption);
+  registerMail(program, configOption);
+  registerSend(program, configOption);
+  return program;
+}
+
+const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
+if (isMain) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => fail(err));
+}

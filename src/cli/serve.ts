@@ -1,0 +1,40 @@
+import type { Command, Option } from 'commander';
+import { config } from './io.ts';
+import { startServer } from '../server.ts';
+
+export function registerServe(program: Command, configOption: () => Option): void {
+  program
+    .command('serve')
+    .description('start the mail server (every service configured under [listen])')
+    .addOption(configOption())
+    .action(async (opts: { config?: string }) => {
+      const loaded = config(opts);
+      const server = await startServer(loaded.config);
+      const log = server.ctx.log;
+      const source = loaded.file ?? 'embedded defaults (no config file found)';
+      const lines = [
+        `postern ready: hostname ${loaded.config.hostname}, config ${source}, data ${loaded.config.data_dir}`,
+        ...server.endpoints.map((e) => `  ${e.service.padEnd(6)} ${e.address}`),
+        `  domains: ${(await server.ctx.data.listDomains()).join(', ') || '(none: add one with `postern domain add example.org`)'}`,
+      ];
+      if ((await server.ctx.data.listAccounts()).length === 0) {
+        const d = (await server.ctx.data.listDomains())[0] ?? 'example.org';
+        const cfg = loaded.file ? ` --config ${loaded.file}` : '';
+        lines.push(`  no users yet: add one with \`echo 'secret' | npx postern user add alice@${d} --password-stdin${cfg}\``);
+      }
+      process.stdout.write(lines.join('\n') + '\n');
+      log.info({ endpoints: server.endpoints }, 'started');
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'stopping');
+        server.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

@@ -1,0 +1,103 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's schema. Every key is documented in docs/configuration.md;
+ * keep the two in step. Defaults are the embedded development defaults
+ * (loopback, standard port + 2000, ./data).
+ */
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "address:port", e.g. "127.0.0.1:2025" or "[::1]:2025"');
+
+/** Durations as strings: "300s", "10m", "5d", or a bare number of seconds. Parsed to milliseconds. */
+export const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v * 1000;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like "30s", "10m", "2h", "5d", got "${v}"` });
+    return z.NEVER;
+  }
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's'] ?? 1000;
+  return Math.round(Number(m[1]) * mult);
+});
+
+/** Sizes: bytes as a number, or strings like "25M", "512K", "1G" (binary units). */
+export const size = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+)\s*([KMG]i?B?)?$/i.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like "25M" or a number of bytes, got "${v}"` });
+    return z.NEVER;
+  }
+  const unit = (m[2] ?? '').charAt(0).toUpperCase();
+  const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+  return Number(m[1]) * mult;
+});
+
+export const configSchema = z
+  .object({
+    hostname: z.string().min(1).default('localhost'),
+    data_dir: z.string().min(1).default('./data'),
+    /** Domains created at start if missing (the development default serves "localhost"). */
+    domains: z.array(z.string().min(1)).default([]),
+    listen: z
+      .object({
+        smtp: hostPort.optional(),
+        lmtp: hostPort.optional(),
+        /** Unix socket for local submission (postern-sendmail); relative paths are under data_dir. */
+        local: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    tls: z
+      .object({
+        cert: z.string().optional(),
+        key: z.string().optional(),
+      })
+      .strict()
+      .default({}),
+    smtp: z
+      .object({
+        max_message_size: size.default(25 * 1024 * 1024),
+        max_recipients: z.number().int().positive().default(1000),
+        /** Command line limit incl. CRLF, RFC 5321 §4.5.3.1.4. */
+        max_command_line: z.number().int().min(512).default(512),
+        idle_timeout: duration.default(300),
+        /** Unknown/failed commands before replies are delayed (Postfix smtpd_soft_error_limit). */
+        soft_error_limit: z.number().int().nonnegative().default(10),
+        /** Unknown/failed commands before 421 and disconnect (Postfix smtpd_hard_error_limit). */
+        hard_error_limit: z.number().int().positive().default(20),
+        /** Delay per reply past the soft limit (Postfix smtpd_error_sleep_time). */
+        error_delay: duration.default(1000),
+        max_connections_per_ip: z.number().int().positive().default(50),
+        max_connections: z.number().int().positive().default(1000),
+        /** Received headers above this count are a mail loop (Postfix hopcount_limit). */
+        max_received_headers: z.number().int().positive().default(50),
+      })
+      .strict()
+      .default({
+        max_message_size: 25 * 1024 * 1024,
+        max_recipients: 1000,
+        max_command_line: 512,
+        idle_timeout: 300_000,
+        soft_error_limit: 10,
+        hard_error_limit: 20,
+        error_delay: 1000,
+        max_connections_per_ip: 50,
+        max_connections: 1000,
+        max_received_headers: 50,
+      }),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        /** "auto": human lines on a TTY, JSON otherwise. */
+        format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+      })
+      .strict()
+      .default({ level: 'info', format: 'auto' }),
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

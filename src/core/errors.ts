@@ -1,0 +1,21 @@
+/**
+ * Protocol-neutral errors thrown by the core; each protocol maps the code to its own
+ * replies (SMTP 5xx/4xx with enhanced codes, IMAP NO [CODE], POP3 -ERR [CODE]).
+ */
+export type MailErrorCode =
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'INVALID'
+  | 'OVER_QUOTA'
+  | 'TEMP_FAILURE'
+  | 'READ_ONLY';
+
+export class MailError extends Error {
+  constructor(
+    readonly code: MailErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'MailError';
+  }
+}

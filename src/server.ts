@@ -1,0 +1,88 @@
+import fs from 'node:fs';
+import type { SMTPServer } from 'smtp-server';
+import type { Config } from './config/schema.ts';
+import { splitHostPort } from './config/load.ts';
+import { createLogger } from './log/logger.ts';
+import { openStores, type Stores } from './store/open.ts';
+import { LocalPubSub } from './core/pubsub.ts';
+import { InternalDirectory } from './directory/directory.ts';
+import { Ingest } from './core/ingest.ts';
+import type { Context } from './core/context.ts';
+import { loadTls } from './net/tls.ts';
+import { createSmtpServer, listen } from './smtp/server.ts';
+import type { Logger } from 'pino';
+
+export interface RunningServer {
+  ctx: Context;
+  /** What listens where, for the start-up banner and tests. */
+  endpoints: Array<{ service: string; address: string }>;
+  stop(): Promise<void>;
+}
+
+/** Builds the context (stores, directory, ingest) from a config. Used by `serve` and tests. */
+export async function createContext(config: Config, log?: Logger): Promise<{ ctx: Context; stores: Stores }> {
+  const logger = log ?? createLogger(config.log);
+  const stores = await openStores(config.data_dir);
+  const pubsub = new LocalPubSub();
+  const ctx: Context = {
+    config,
+    log: logger,
+    data: stores.data,
+    blobs: stores.blobs,
+    pubsub,
+    directory: new InternalDirectory(stores.data),
+    ingest: new Ingest(stores.data, stores.blobs, pubsub, logger),
+    now: () => Date.now(),
+  };
+  for (const d of config.domains) await stores.data.ensureDomain(d);
+  return { ctx, stores };
+}
+
+export async function startServer(config: Config, log?: Logger): Promise<RunningServer> {
+  const { ctx, stores } = await createContext(config, log);
+  const tls = await loadTls(config, ctx.log);
+  const servers: SMTPServer[] = [];
+  const endpoints: RunningServer['endpoints'] = [];
+  try {
+    const tcp = [
+      ['smtp', config.listen.smtp, 'mx'],
+      ['lmtp', config.listen.lmtp, 'lmtp'],
+    ] as const;
+    for (const [service, addr, mode] of tcp) {
+      if (!addr) continue;
+      const server = createSmtpServer(ctx, mode, tls);
+      server.on('error', (err) => ctx.log.error({ err, service }, 'listener error'));
+      try {
+        await listen(server, splitHostPort(addr));
+      } catch (err) {
+        throw new Error(`cannot listen for ${service} on ${addr} (config key listen.${service}): ${(err as Error).message}`);
+      }
+      servers.push(server);
+      const bound = (server as unknown as { server: import('node:net').Server }).server.address();
+      const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
+      endpoints.push({ service, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
+    }
+    if (config.listen.local) {
+      const server = createSmtpServer(ctx, 'local', null);
+      server.on('error', (err) => ctx.log.error({ err, service: 'local' }, 'listener error'));
+      await listen(server, { path: config.listen.local });
+      servers.push(server);
+      endpoints.push({ service: 'local', address: config.listen.local });
+    }
+  } catch (err) {
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await stores.close();
+    throw err;
+  }
+  fs.writeFileSync(`${config.data_dir}/postern.pid`, String(process.pid));
+  return {
+    ctx,
+    endpoints,
+    async stop() {
+      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      if (config.listen.local) fs.rmSync(config.listen.local, { force: true });
+      fs.rmSync(`${config.data_dir}/postern.pid`, { force: true });
+      await stores.close();
+    },
+  };
+}

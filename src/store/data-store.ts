@@ -1,0 +1,320 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Database } from './schema.ts';
+import { MailError } from '../core/errors.ts';
+
+/** The mailboxes every new account gets, with their RFC 6154 special-use attributes. */
+export const DEFAULT_MAILBOXES: ReadonlyArray<{ name: string; specialUse: string | null }> = [
+  { name: 'INBOX', specialUse: null },
+  { name: 'Drafts', specialUse: '\\Drafts' },
+  { name: 'Sent', specialUse: '\\Sent' },
+  { name: 'Junk', specialUse: '\\Junk' },
+  { name: 'Trash', specialUse: '\\Trash' },
+  { name: 'Archive', specialUse: '\\Archive' },
+];
+
+export interface Account {
+  id: number;
+  email: string;
+  passwordHash: string | null;
+  displayName: string | null;
+  enabled: boolean;
+}
+
+export interface MessageRow {
+  id: number;
+  mailboxId: number;
+  uid: number;
+  modseq: number;
+  blobHash: string;
+  size: number;
+  internalDate: number;
+  flags: string[];
+  subject: string;
+  from: string;
+  date: number | null;
+  messageId: string | null;
+}
+
+/** One message to put into one mailbox (a delivery). */
+export interface Delivery {
+  accountId: number;
+  /** Mailbox name; INBOX when absent. A missing mailbox falls back to INBOX. */
+  mailbox?: string;
+  flags?: string[];
+}
+
+export interface NewMessage {
+  blobHash: string;
+  size: number;
+  /** JSON of the MIME index, stored once per blob. */
+  meta: string;
+  searchText: string;
+  internalDate: number;
+  subject: string;
+  from: string;
+  date: number | null;
+  messageId: string | null;
+  deliveries: Delivery[];
+  /** Remote recipients to queue for outbound delivery. */
+  queue: { queueId: string; sender: string; recipients: string[] } | null;
+}
+
+export interface AddedMessage {
+  accountId: number;
+  mailboxId: number;
+  messageId: number;
+  uid: number;
+  modseq: number;
+}
+
+const now = () => Date.now();
+
+/**
+ * The data store: every SQL statement of Postern lives behind this class, written
+ * once in kysely's query builder for every backend. Protocol code never sees SQL.
+ */
+export class DataStore {
+  constructor(
+    readonly db: Kysely<Database>,
+    private readonly hasFts: boolean,
+  ) {}
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  // ---- domains ----
+
+  async addDomain(name: string): Promise<void> {
+    const d = name.toLowerCase();
+    const exists = await this.db.selectFrom('domains').select('name').where('name', '=', d).executeTakeFirst();
+    if (exists) throw new MailError('ALREADY_EXISTS', `domain ${d} exists already`);
+    await this.db.insertInto('domains').values({ name: d, created_at: now() }).execute();
+  }
+
+  async ensureDomain(name: string): Promise<void> {
+    await this.db.insertInto('domains').values({ name: name.toLowerCase(), created_at: now() }).onConflict((oc) => oc.doNothing()).execute();
+  }
+
+  async deleteDomain(name: string): Promise<void> {
+    const d = name.toLowerCase();
+    const users = await this.db.selectFrom('accounts').select('email').where('email', 'like', `%@${d}`).limit(1).execute();
+    if (users.length) throw new MailError('INVALID', `domain ${d} still has users (remove them first with \`postern user del\`)`);
+    const r = await this.db.deleteFrom('domains').where('name', '=', d).executeTakeFirst();
+    if (!r.numDeletedRows) throw new MailError('NOT_FOUND', `no domain ${d}`);
+  }
+
+  async listDomains(): Promise<string[]> {
+    return (await this.db.selectFrom('domains').select('name').orderBy('name').execute()).map((r) => r.name);
+  }
+
+  async isLocalDomain(name: string): Promise<boolean> {
+    return !!(await this.db.selectFrom('domains').select('name').where('name', '=', name.toLowerCase()).executeTakeFirst());
+  }
+
+  // ---- accounts ----
+
+  async addAccount(email: string, passwordHash: string | null): Promise<Account> {
+    const e = email.toLowerCase();
+    const domain = e.slice(e.lastIndexOf('@') + 1);
+    if (!(await this.isLocalDomain(domain))) {
+      throw new MailError('INVALID', `${domain} is not a local domain (add it with \`postern domain add ${domain}\`)`);
+    }
+    return this.db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('accounts').select('id').where('email', '=', e).executeTakeFirst();
+      if (existing) throw new MailError('ALREADY_EXISTS', `user ${e} exists already`);
+      const row = await trx
+        .insertInto('accounts')
+        .values({ email: e, password_hash: passwordHash, display_name: null, quota_bytes: null, enabled: 1, modseq: 0, created_at: now() })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const uidvalidity = Math.floor(Date.now() / 1000);
+      for (const mb of DEFAULT_MAILBOXES) {
+        await trx
+          .insertInto('mailboxes')
+          .values({ account_id: row.id, name: mb.name, special_use: mb.specialUse, uidvalidity, uidnext: 1, highestmodseq: 0, subscribed: 1, created_at: now() })
+          .execute();
+      }
+      return { id: row.id, email: e, passwordHash, displayName: null, enabled: true };
+    });
+  }
+
+  async deleteAccount(email: string): Promise<void> {
+    const r = await this.db.deleteFrom('accounts').where('email', '=', email.toLowerCase()).executeTakeFirst();
+    if (!r.numDeletedRows) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
+  }
+
+  async setPassword(email: string, passwordHash: string): Promise<void> {
+    const r = await this.db.updateTable('accounts').set({ password_hash: passwordHash }).where('email', '=', email.toLowerCase()).executeTakeFirst();
+    if (!r.numUpdatedRows) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
+  }
+
+  async getAccount(email: string): Promise<Account | null> {
+    const r = await this.db.selectFrom('accounts').selectAll().where('email', '=', email.toLowerCase()).executeTakeFirst();
+    return r ? { id: r.id, email: r.email, passwordHash: r.password_hash, displayName: r.display_name, enabled: !!r.enabled } : null;
+  }
+
+  async listAccounts(): Promise<Array<{ email: string; messages: number; bytes: number }>> {
+    const rows = await this.db
+      .selectFrom('accounts as a')
+      .leftJoin('messages as m', 'm.account_id', 'a.id')
+      .select(['a.email', sql<number>`count(m.id)`.as('messages'), sql<number>`coalesce(sum(m.size), 0)`.as('bytes')])
+      .groupBy('a.email')
+      .orderBy('a.email')
+      .execute();
+    return rows.map((r) => ({ email: r.email, messages: Number(r.messages), bytes: Number(r.bytes) }));
+  }
+
+  // ---- aliases ----
+
+  async addAlias(address: string, targets: string[]): Promise<void> {
+    const a = address.toLowerCase();
+    await this.db
+      .insertInto('aliases')
+      .values(targets.map((t) => ({ address: a, target: t.toLowerCase(), created_at: now() })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  async deleteAlias(address: string, targets: string[]): Promise<number> {
+    let q = this.db.deleteFrom('aliases').where('address', '=', address.toLowerCase());
+    if (targets.length) q = q.where('target', 'in', targets.map((t) => t.toLowerCase()));
+    const r = await q.executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  async aliasTargets(address: string): Promise<string[]> {
+    return (await this.db.selectFrom('aliases').select('target').where('address', '=', address.toLowerCase()).orderBy('target').execute()).map((r) => r.target);
+  }
+
+  async listAliases(): Promise<Array<{ address: string; targets: string[] }>> {
+    const rows = await this.db.selectFrom('aliases').select(['address', 'target']).orderBy('address').orderBy('target').execute();
+    const out = new Map<string, string[]>();
+    for (const r of rows) out.set(r.address, [...(out.get(r.address) ?? []), r.target]);
+    return [...out].map(([address, targets]) => ({ address, targets }));
+  }
+
+  // ---- mailboxes and messages ----
+
+  async listMessages(accountId: number, mailbox: string): Promise<MessageRow[]> {
+    const mb = await this.db.selectFrom('mailboxes').select('id').where('account_id', '=', accountId).where('name', '=', mailbox).executeTakeFirst();
+    if (!mb) throw new MailError('NOT_FOUND', `no mailbox "${mailbox}"`);
+    const rows = await this.db.selectFrom('messages').selectAll().where('mailbox_id', '=', mb.id).orderBy('uid').execute();
+    return rows.map((r) => ({
+      id: r.id,
+      mailboxId: r.mailbox_id,
+      uid: Number(r.uid),
+      modseq: Number(r.modseq),
+      blobHash: r.blob_hash,
+      size: Number(r.size),
+      internalDate: Number(r.internal_date),
+      flags: r.flags ? r.flags.split(' ') : [],
+      subject: r.subject,
+      from: r.from_addr,
+      date: r.date_header === null ? null : Number(r.date_header),
+      messageId: r.message_id,
+    }));
+  }
+
+  async countMessages(): Promise<number> {
+    const r = await this.db.selectFrom('messages').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async blobMeta(hash: string): Promise<string | null> {
+    return (await this.db.selectFrom('blobs').select('meta').where('hash', '=', hash).executeTakeFirst())?.meta ?? null;
+  }
+
+  async countQueued(): Promise<number> {
+    const r = await this.db.selectFrom('queue').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  /**
+   * Commits a batch of new messages in ONE transaction (group commit: one fsync of
+   * the database log for many concurrent deliveries). Assigns UIDs and modseqs,
+   * writes the change log. Returns, per message, what was added.
+   */
+  async addMessages(batch: NewMessage[]): Promise<AddedMessage[][]> {
+    return this.db.transaction().execute(async (trx) => {
+      const out: AddedMessage[][] = [];
+      for (const m of batch) out.push(await this.addOne(trx, m));
+      return out;
+    });
+  }
+
+  private async addOne(trx: Transaction<Database>, m: NewMessage): Promise<AddedMessage[]> {
+    const t = now();
+    const inserted = await trx
+      .insertInto('blobs')
+      .values({ hash: m.blobHash, size: m.size, meta: m.meta, created_at: t })
+      .onConflict((oc) => oc.column('hash').doNothing())
+      .returning('hash')
+      .executeTakeFirst();
+    if (this.hasFts && inserted && m.searchText) {
+      await sql`INSERT INTO search_text (hash, body) VALUES (${m.blobHash}, ${m.searchText})`.execute(trx);
+    }
+    const added: AddedMessage[] = [];
+    for (const d of m.deliveries) {
+      const name = d.mailbox ?? 'INBOX';
+      let mb = await trx
+        .updateTable('mailboxes')
+        .set({ uidnext: sql`uidnext + 1` })
+        .where('account_id', '=', d.accountId)
+        .where('name', '=', name)
+        .returning(['id', 'uidnext'])
+        .executeTakeFirst();
+      if (!mb && name !== 'INBOX') {
+        mb = await trx
+          .updateTable('mailboxes')
+          .set({ uidnext: sql`uidnext + 1` })
+          .where('account_id', '=', d.accountId)
+          .where('name', '=', 'INBOX')
+          .returning(['id', 'uidnext'])
+          .executeTakeFirst();
+      }
+      if (!mb) throw new MailError('NOT_FOUND', `account ${d.accountId} has no INBOX`);
+      const uid = Number(mb.uidnext) - 1;
+      const acct = await trx
+        .updateTable('accounts')
+        .set({ modseq: sql`modseq + 1` })
+        .where('id', '=', d.accountId)
+        .returning('modseq')
+        .executeTakeFirstOrThrow();
+      const modseq = Number(acct.modseq);
+      await trx.updateTable('mailboxes').set({ highestmodseq: modseq }).where('id', '=', mb.id).execute();
+      const row = await trx
+        .insertInto('messages')
+        .values({
+          account_id: d.accountId,
+          mailbox_id: mb.id,
+          uid,
+          modseq,
+          blob_hash: m.blobHash,
+          size: m.size,
+          internal_date: m.internalDate,
+          flags: (d.flags ?? []).join(' '),
+          subject: m.subject,
+          from_addr: m.from,
+          date_header: m.date,
+          message_id: m.messageId,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await trx
+        .insertInto('changes')
+        .values({ account_id: d.accountId, modseq, mailbox_id: mb.id, message_id: row.id, uid, kind: 'add', created_at: t })
+        .execute();
+      added.push({ accountId: d.accountId, mailboxId: mb.id, messageId: row.id, uid, modseq });
+    }
+    if (m.queue) {
+      for (const rcpt of m.queue.recipients) {
+        await trx
+          .insertInto('queue')
+          .values({ queue_id: m.queue.queueId, sender: m.queue.sender, recipient: rcpt, blob_hash: m.blobHash, status: 'active', attempts: 0, next_attempt: t, last_error: null, created_at: t })
+          .execute();
+      }
+    }
+    return added;
+  }
+}

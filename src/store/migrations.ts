@@ -1,0 +1,112 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/**
+ * Versioned schema migrations, one source of truth for every backend (kysely's
+ * schema builder emits the right DDL per dialect). Never edit a released
+ * migration: add the next one.
+ */
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('domains')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('accounts')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('email', 'text', (c) => c.notNull().unique())
+        .addColumn('password_hash', 'text')
+        .addColumn('display_name', 'text')
+        .addColumn('quota_bytes', 'bigint')
+        .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('modseq', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('aliases')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('address', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('aliases_address_target', ['address', 'target'])
+        .execute();
+      await db.schema
+        .createTable('mailboxes')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('special_use', 'text')
+        .addColumn('uidvalidity', 'bigint', (c) => c.notNull())
+        .addColumn('uidnext', 'bigint', (c) => c.notNull().defaultTo(1))
+        .addColumn('highestmodseq', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('subscribed', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('mailboxes_account_name', ['account_id', 'name'])
+        .execute();
+      await db.schema
+        .createTable('blobs')
+        .addColumn('hash', 'text', (c) => c.primaryKey())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('meta', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('messages')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+        .addColumn('mailbox_id', 'integer', (c) => c.notNull().references('mailboxes.id').onDelete('cascade'))
+        .addColumn('uid', 'bigint', (c) => c.notNull())
+        .addColumn('modseq', 'bigint', (c) => c.notNull())
+        .addColumn('blob_hash', 'text', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('internal_date', 'bigint', (c) => c.notNull())
+        .addColumn('flags', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('subject', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('from_addr', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('date_header', 'bigint')
+        .addColumn('message_id', 'text')
+        .addUniqueConstraint('messages_mailbox_uid', ['mailbox_id', 'uid'])
+        .execute();
+      await db.schema.createIndex('messages_blob').on('messages').column('blob_hash').execute();
+      await db.schema
+        .createTable('changes')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('account_id', 'integer', (c) => c.notNull())
+        .addColumn('modseq', 'bigint', (c) => c.notNull())
+        .addColumn('mailbox_id', 'integer')
+        .addColumn('message_id', 'integer')
+        .addColumn('uid', 'bigint')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('changes_account_modseq').on('changes').columns(['account_id', 'modseq']).execute();
+      await db.schema
+        .createTable('queue')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('queue_id', 'text', (c) => c.notNull())
+        .addColumn('sender', 'text', (c) => c.notNull())
+        .addColumn('recipient', 'text', (c) => c.notNull())
+        .addColumn('blob_hash', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('next_attempt', 'bigint', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('queue_next').on('queue').columns(['status', 'next_attempt']).execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};
+
+/** SQLite-only: the FTS5 table behind the SQLite search index. */
+export async function createSqliteSearchTable(db: Kysely<unknown>): Promise<void> {
+  await sql`CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(hash UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 2')`.execute(db);
+}

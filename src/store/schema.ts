@@ -1,0 +1,113 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * Table types for the query layer (kysely). One schema serves every backend;
+ * migrations.ts creates it. Timestamps are milliseconds since the epoch.
+ *
+ * Model, with IMAP CONDSTORE/QRESYNC (RFC 7162) and JMAP /changes (RFC 8620 §5.2) in view:
+ * - every account has one modseq counter; every change to the account (a message
+ *   added, flagged, moved or expunged; a mailbox created/renamed/deleted) takes the
+ *   next value and is written to `changes`. A mailbox's HIGHESTMODSEQ is the highest
+ *   modseq of a change in it; a JMAP state string is the account's modseq.
+ * - a row in `messages` is one message in one mailbox (an IMAP UID); its id is stable
+ *   across MOVE, so it can serve as the JMAP Email id.
+ * - blobs are content-addressed and shared (one copy for many recipients).
+ */
+export interface DomainsTable {
+  name: string;
+  created_at: number;
+}
+
+export interface AccountsTable {
+  id: Generated<number>;
+  email: string;
+  password_hash: string | null;
+  display_name: string | null;
+  quota_bytes: number | null;
+  enabled: number;
+  modseq: number;
+  created_at: number;
+}
+
+export interface AliasesTable {
+  id: Generated<number>;
+  address: string;
+  target: string;
+  created_at: number;
+}
+
+export interface MailboxesTable {
+  id: Generated<number>;
+  account_id: number;
+  name: string;
+  special_use: string | null;
+  uidvalidity: number;
+  uidnext: number;
+  highestmodseq: number;
+  subscribed: number;
+  created_at: number;
+}
+
+export interface BlobsTable {
+  hash: string;
+  size: number;
+  /** JSON of the MIME index (envelope, structure, offsets), without the search text. */
+  meta: string;
+  created_at: number;
+}
+
+export interface MessagesTable {
+  id: Generated<number>;
+  account_id: number;
+  mailbox_id: number;
+  uid: number;
+  modseq: number;
+  blob_hash: string;
+  size: number;
+  internal_date: number;
+  /** IMAP flags and keywords, space-separated. */
+  flags: string;
+  subject: string;
+  from_addr: string;
+  date_header: number | null;
+  message_id: string | null;
+}
+
+export interface ChangesTable {
+  id: Generated<number>;
+  account_id: number;
+  modseq: number;
+  mailbox_id: number | null;
+  message_id: number | null;
+  uid: number | null;
+  /** 'add' | 'flags' | 'expunge' | 'mailbox' */
+  kind: string;
+  created_at: number;
+}
+
+/** Outbound queue: one row per remote recipient (delivery comes with the queue manager). */
+export interface QueueTable {
+  id: Generated<number>;
+  queue_id: string;
+  sender: string;
+  recipient: string;
+  blob_hash: string;
+  status: string;
+  attempts: number;
+  next_attempt: number;
+  last_error: string | null;
+  created_at: number;
+}
+
+export interface Database {
+  domains: DomainsTable;
+  accounts: AccountsTable;
+  aliases: AliasesTable;
+  mailboxes: MailboxesTable;
+  blobs: BlobsTable;
+  messages: MessagesTable;
+  changes: ChangesTable;
+  queue: QueueTable;
+}
+
+export type Timestamp = ColumnType<number, number, number>;

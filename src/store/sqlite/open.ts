@@ -1,0 +1,30 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import type { Database } from '../schema.ts';
+import { createSqliteSearchTable, migrationProvider } from '../migrations.ts';
+
+/**
+ * Opens (creating if needed) the embedded SQLite database in WAL mode with
+ * synchronous=FULL: a COMMIT returns only after the WAL is fsynced, so a row we
+ * acknowledged survives a crash or power loss. Several processes (the server and
+ * the `postern` CLI) may open it at once; busy_timeout makes them wait, not fail.
+ */
+export async function openSqlite(dataDir: string): Promise<{ db: Kysely<Database>; raw: BetterSqlite3.Database }> {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
+  const raw = new BetterSqlite3(path.join(dataDir, 'postern.db'));
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = FULL');
+  raw.pragma('busy_timeout = 10000');
+  raw.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error');
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed in ${dataDir}/postern.db: ${(error as Error).message}`);
+  }
+  await createSqliteSearchTable(db as unknown as Kysely<unknown>);
+  return { db, raw };
+}

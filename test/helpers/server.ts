@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { parseConfig } from '../../src/config/load.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
+import { hashPassword } from '../../src/auth/password.ts';
+
+export interface TestServer {
+  server: RunningServer;
+  dir: string;
+  smtpPort: number;
+  lmtpPort: number;
+  socketPath: string;
+  stop(): Promise<void>;
+}
+
+/** A throw-away data directory under the OS temp dir. */
+export function tempDir(prefix = 'postern-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * Starts a real server in this process on loopback ports picked by the OS, with
+ * domain example.test and users alice@ and bob@ (password "secret").
+ */
+export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[] } = {}): Promise<TestServer> {
+  const dir = tempDir();
+  const config = parseConfig(
+    {
+      hostname: 'mx.example.test',
+      data_dir: dir,
+      domains: ['example.test'],
+      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
+      log: { level: 'silent' },
+      ...overrides,
+    },
+    'test',
+  );
+  config.listen.local ??= path.join(dir, 'postern.sock');
+  const server = await startServer(config, pino({ level: process.env.POSTERN_TEST_LOG ?? 'silent' }));
+  const hash = await hashPassword('secret');
+  for (const u of opts.users ?? ['alice@example.test', 'bob@example.test']) await server.ctx.data.addAccount(u, hash);
+  const port = (svc: string) => Number(server.endpoints.find((e) => e.service === svc)?.address.split(':').pop() ?? 0);
+  return {
+    server,
+    dir,
+    smtpPort: port('smtp'),
+    lmtpPort: port('lmtp'),
+    socketPath: config.listen.local,
+    async stop() {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Messages in a user's INBOX (or another mailbox). */
+export async function inbox(t: TestServer, email: string, mailbox = 'INBOX') {
+  const acct = await t.server.ctx.data.getAccount(email);
+  if (!acct) throw new Error(`no account ${email}`);
+  return t.server.ctx.data.listMessages(acct.id, mailbox);
+}
+
+export async function blobText(t: TestServer, hash: string): Promise<string> {
+  return (await t.server.ctx.blobs.readAll(hash)).toString('latin1');
+}
+
+/** A small RFC 5322 message. */
+export function message(subject: string, body = 'Hello.\r\n', extra = ''): string {
+  return `From: Sender <sender@remote.test>\r\nTo: alice@example.test\r\nSubject: ${subject}\r\nDate: Sat, 28 Nov 2026 05:00:00 +0000\r\nMessage-ID: <${subject.replace(/\W/g, '')}.${Math.random().toString(36).slice(2)}@remote.test>\r\n${extra}\r\n${body}`;
+}
