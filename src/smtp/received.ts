@@ -42,7 +42,7 @@ export interface TraceInfo {
  * stored message, as one CRLF-terminated block.
  */
 export function traceHeaders(t: TraceInfo): Buffer {
-  const from = t.clientHostname && t.clientHostname !== t.clientAddress ? `${clean(t.clientHostname)} ` : '';
+  const from = t.clientHostname && !t.clientHostname.startsWith('[') && t.clientHostname !== t.clientAddress ? `${clean(t.clientHostname)} ` : '';
   let r = `Received: from ${clean(t.helo || 'unknown')} (${from}[${clean(t.clientAddress)}])\r\n`;
   if (t.tls) r += `\t(using ${clean(t.tls)})\r\n`;
   r += `\tby ${clean(t.hostname)} (Postern) with ${t.protocol} id ${t.queueId}`;

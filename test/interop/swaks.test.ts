@@ -18,7 +18,7 @@ test('swaks delivers with PIPELINING and an 8-bit body', { skip }, async () => {
   ]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /PIPELINING/);
-  assert.match(r.stdout, /<~\s+250 2\.6\.0 Ok: queued as/);
+  assert.match(r.stdout, /<-\s+250 2\.6\.0 Ok: queued as/);
   const m = (await inbox(t, 'alice@example.test')).find((x) => x.subject === 'swaks-1');
   assert.ok(m);
   assert.ok((await t.server.ctx.blobs.readAll(m.blobHash)).includes(Buffer.from('Grüße aus swaks', 'utf8')));

@@ -218,13 +218,19 @@ test('8BITMIME and SMTPUTF8: UTF-8 addresses and 8-bit bodies are accepted intac
   assert.ok((await t.server.ctx.blobs.readAll(m.blobHash)).includes(Buffer.from('Grüße, ünïcödé', 'utf8')));
 });
 
-test('a command line over 512 octets is refused', async () => {
+test('a command line over 512 octets gets 421 and the connection is closed', async () => {
   const c = await connect();
   await c.command('EHLO client.test');
   c.send(`MAIL FROM:<${'a'.repeat(600)}@remote.test>`);
   const r = await c.readReply();
-  assert.ok(r.code >= 500, `got ${r.code}`);
-  c.destroy();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /too long/i);
+  await c.closed();
+  // A line of exactly 512 octets with CRLF is fine (RFC 5321 §4.5.3.1.4).
+  const ok = await connect();
+  await ok.command('EHLO client.test');
+  assert.equal((await ok.command(`NOOP ${'a'.repeat(512 - 'NOOP '.length - 2)}`)).code, 250);
+  await ok.quit();
 });
 
 test('error limits: 421 and disconnect at the hard limit', async () => {
