@@ -23,6 +23,10 @@ export class GroupCommitter<T, R> {
     this.running = true;
     try {
       while (this.queue.length) {
+        // Let pending I/O callbacks run first (setImmediate comes after the poll
+        // phase): deliveries whose blobs just finished join this batch. Without it a
+        // synchronous commit would always find a batch of one.
+        await new Promise<void>((r) => setImmediate(r));
         const batch = this.queue.splice(0, this.maxBatch);
         try {
           const results = await this.commit(batch.map((b) => b.item));

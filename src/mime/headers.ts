@@ -8,19 +8,28 @@ export interface HeaderField {
   value: string;
 }
 
-/** Parses a raw header block (latin1 string of the bytes) into fields. */
+/**
+ * Parses a raw header block (latin1 string of the bytes) into fields. Unfolding per
+ * RFC 5322 §2.2.3: only the line break is removed, the folding whitespace stays.
+ */
 export function parseHeaderBlock(block: string): HeaderField[] {
   const out: HeaderField[] = [];
+  let cur: HeaderField | null = null;
   for (const line of block.split(/\r?\n/)) {
     if (line === '') continue;
-    if ((line[0] === ' ' || line[0] === '\t') && out.length) {
-      out[out.length - 1]!.value += ' ' + line.trim();
+    if (line[0] === ' ' || line[0] === '\t') {
+      if (cur) cur.value += line;
       continue;
     }
     const i = line.indexOf(':');
-    if (i <= 0) continue; // not a header field; ignore (RFC 5322 §3.6.8 allows only ftext)
-    out.push({ name: line.slice(0, i).trim().toLowerCase(), value: line.slice(i + 1).trim() });
+    if (i <= 0) {
+      cur = null; // not a header field (RFC 5322 §3.6.8 allows only ftext names): ignored
+      continue;
+    }
+    cur = { name: line.slice(0, i).trim().toLowerCase(), value: line.slice(i + 1) };
+    out.push(cur);
   }
+  for (const f of out) f.value = f.value.trim();
   return out;
 }
 
@@ -76,12 +85,15 @@ function toEnvelopeAddresses(list: ParsedAddress[]): EnvelopeAddress[] {
       continue;
     }
     const addr = a.address ?? '';
+    if (!addr && !a.name) continue;
+    // A bare word ("From: foo") comes back as a name without address: it is the mailbox.
+    // Without a domain the host is "" rather than NIL, since NIL host means group start.
     const at = addr.lastIndexOf('@');
     out.push({
-      name: a.name ? a.name : null,
+      name: a.name && addr ? a.name : null,
       adl: null,
-      mailbox: at >= 0 ? addr.slice(0, at) : addr || null,
-      host: at >= 0 ? addr.slice(at + 1) : null,
+      mailbox: addr ? (at >= 0 ? addr.slice(0, at) : addr) : a.name!,
+      host: at >= 0 ? addr.slice(at + 1) : '',
     });
   }
   return out;

@@ -145,3 +145,17 @@ test('postern send -s with an attachment', async () => {
   assert.match(raw, /Content-Disposition: attachment; filename=report\.txt/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+// Regression: concurrent commands failed with "database is locked" (deferred
+// transactions cannot wait for another writer; we now BEGIN IMMEDIATE).
+test('several `postern user add` at once on the same data directory all succeed', async () => {
+  const dir = tempDir();
+  const c = writeConfig(dir, `data_dir = "${path.join(dir, 'data')}"\n`);
+  assert.equal((await postern(['domain', 'add', 'par.test', '--config', c])).status, 0);
+  const results = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => postern(['user', 'add', `u${i}@par.test`, '--password-stdin', '--config', c], { input: 'pw-par-1234\n' })),
+  );
+  for (const r of results) assert.equal(r.status, 0, r.stderr);
+  const list = await postern(['user', 'list', '--config', c]);
+  for (let i = 0; i < 6; i++) assert.match(list.stdout, new RegExp(`u${i}@par\\.test`));
+});

@@ -1,9 +1,31 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver } from 'kysely';
 import type { Database } from '../schema.ts';
 import { createSqliteSearchTable, migrationProvider } from '../migrations.ts';
+
+/**
+ * Transactions start with BEGIN IMMEDIATE: a deferred transaction that reads and
+ * then writes cannot wait for another process's write lock (SQLite returns BUSY at
+ * once instead of retrying, because its snapshot would be stale), so concurrent
+ * `postern` commands failed with "database is locked". IMMEDIATE takes the write
+ * lock up front, where busy_timeout applies.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(cfg);
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.cfg);
+  }
+}
 
 /**
  * Opens (creating if needed) the embedded SQLite database in WAL mode with
@@ -14,11 +36,12 @@ import { createSqliteSearchTable, migrationProvider } from '../migrations.ts';
 export async function openSqlite(dataDir: string): Promise<{ db: Kysely<Database>; raw: BetterSqlite3.Database }> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   const raw = new BetterSqlite3(path.join(dataDir, 'postern.db'));
+  // busy_timeout first: switching to WAL takes a lock another process may hold.
+  raw.pragma('busy_timeout = 10000');
   raw.pragma('journal_mode = WAL');
   raw.pragma('synchronous = FULL');
-  raw.pragma('busy_timeout = 10000');
   raw.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: raw }) });
   const migrator = new Migrator({ db, provider: migrationProvider });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
