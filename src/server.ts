@@ -22,7 +22,7 @@ export interface RunningServer {
 /** Builds the context (stores, directory, ingest) from a config. Used by `serve` and tests. */
 export async function createContext(config: Config, log?: Logger): Promise<{ ctx: Context; stores: Stores }> {
   const logger = log ?? createLogger(config.log);
-  const stores = await openStores(config.data_dir, { writerThread: true });
+  const stores = await openStores(config.data_dir, { writerThread: true, inlineMaxSize: config.store.inline_max_size });
   const pubsub = new LocalPubSub();
   const ctx: Context = {
     config,

@@ -88,6 +88,17 @@ export const configSchema = z
         max_connections: 1000,
         max_received_headers: 50,
       }),
+    store: z
+      .object({
+        /**
+         * Messages up to this size are kept inside the database with their rows, so a
+         * group commit needs one fsync for a whole batch; larger ones are files under
+         * data_dir/blobs. 0 stores every message as a file.
+         */
+        inline_max_size: z.union([z.literal(0), size]).default(64 * 1024),
+      })
+      .strict()
+      .default({ inline_max_size: 64 * 1024 }),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -66,6 +66,7 @@ export class MessageSink {
     const msg: NewMessage = {
       blobHash: blob.hash,
       size: blob.size,
+      blobData: blob.data ?? null,
       meta: JSON.stringify(meta),
       searchText,
       internalDate: target.internalDate,

@@ -2,7 +2,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 
 /**
  * Content-addressed message files: data_dir/blobs/ab/<sha256>. Identical messages
@@ -15,19 +17,42 @@ import type { Readable } from 'node:stream';
 export interface StoredBlob {
   hash: string;
   size: number;
+  /** Set for a small message kept inline: the caller stores it with the rows. */
+  data?: Buffer;
+}
+
+export interface BlobStoreOptions {
+  /** Messages up to this size are returned to be stored inline, not written as files (0: never). */
+  inlineMaxSize?: number;
+  /** Reads an inline message back (from the data store); null if the hash is a file. */
+  loadInline?: (hash: string) => Promise<Buffer | null>;
 }
 
 const FLUSH_AT = 256 * 1024;
+
+const fsyncFd = promisify(fs.fsync);
+const openFd = promisify(fs.open);
+const closeFd = promisify(fs.close);
+const writeFd = (fd: number, buf: Buffer): Promise<number> =>
+  new Promise((resolve, reject) => fs.write(fd, buf, (err, n) => (err ? reject(err) : resolve(n))));
 
 export class BlobStore {
   readonly root: string;
   private tmpDir: string;
   private seq = 0;
+  /** Fan-out directories known to exist, with an open fd for fsyncing them. */
+  private dirs = new Map<string, DirSync>();
 
-  constructor(dataDir: string) {
+  readonly inlineMaxSize: number;
+  private loadInline: (hash: string) => Promise<Buffer | null>;
+
+  constructor(dataDir: string, opts: BlobStoreOptions = {}) {
+    this.inlineMaxSize = opts.inlineMaxSize ?? 0;
+    this.loadInline = opts.loadInline ?? (async () => null);
     this.root = path.join(dataDir, 'blobs');
     this.tmpDir = path.join(dataDir, 'tmp');
     fs.mkdirSync(this.tmpDir, { recursive: true, mode: 0o750 });
+    fs.mkdirSync(this.root, { recursive: true, mode: 0o750 });
     // Leftovers of writes interrupted by a crash were never acknowledged.
     for (const f of fs.readdirSync(this.tmpDir)) fs.rmSync(path.join(this.tmpDir, f), { force: true });
   }
@@ -46,21 +71,92 @@ export class BlobStore {
     return w.finish();
   }
 
+  /** A stream of the message bytes [start, end), inline or from its file. */
   read(hash: string, start?: number, end?: number): Readable {
-    return fs.createReadStream(this.pathOf(hash), { start, end: end === undefined ? undefined : end - 1 });
+    const out = new PassThrough();
+    this.loadInline(hash).then(
+      (data) => {
+        if (data) out.end(data.subarray(start ?? 0, end ?? data.length));
+        else pipeline(fs.createReadStream(this.pathOf(hash), { start, end: end === undefined ? undefined : end - 1 }), out).catch((e) => out.destroy(e as Error));
+      },
+      (err) => out.destroy(err as Error),
+    );
+    return out;
   }
 
   async readAll(hash: string): Promise<Buffer> {
-    return fsp.readFile(this.pathOf(hash));
+    return (await this.loadInline(hash)) ?? fsp.readFile(this.pathOf(hash));
   }
 
   async exists(hash: string): Promise<boolean> {
+    if (await this.loadInline(hash)) return true;
     try {
       await fsp.access(this.pathOf(hash));
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Moves a fsynced temp file to its final name and makes the rename durable
+   * (fsync of the directory, POSIX rename(2) is not durable by itself).
+   */
+  async install(tmpPath: string, hash: string): Promise<void> {
+    const dir = path.dirname(this.pathOf(hash));
+    let d = this.dirs.get(dir);
+    if (!d) {
+      const created = await fsp.mkdir(dir, { recursive: true, mode: 0o750 });
+      // A new fan-out directory must itself be durable in blobs/.
+      if (created) await fsyncDir(this.root);
+      d = this.dirs.get(dir) ?? new DirSync(await openFd(dir, 'r'));
+      this.dirs.set(dir, d);
+    }
+    await fsp.rename(tmpPath, this.pathOf(hash));
+    await d.sync();
+  }
+
+  close(): void {
+    for (const d of this.dirs.values()) fs.closeSync(d.fd);
+    this.dirs.clear();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fd = await openFd(dir, 'r');
+  try {
+    await fsyncFd(fd);
+  } finally {
+    await closeFd(fd);
+  }
+}
+
+/**
+ * Coalesces directory fsyncs: one fsync covers every rename done before it
+ * started, so concurrent deliveries into one directory share a flush (at most
+ * one in flight and one queued behind it).
+ */
+class DirSync {
+  private inFlight: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+  constructor(readonly fd: number) {}
+
+  sync(): Promise<void> {
+    if (!this.inFlight) return this.start();
+    // The running fsync may have started before our rename: wait for the next one.
+    this.next ??= this.inFlight.catch(() => undefined).then(() => {
+      this.next = null;
+      return this.start();
+    });
+    return this.next;
+  }
+
+  private start(): Promise<void> {
+    const p = fsyncFd(this.fd).finally(() => {
+      if (this.inFlight === p) this.inFlight = null;
+    });
+    this.inFlight = p;
+    return p;
   }
 }
 
@@ -109,34 +205,45 @@ export class BlobWriter {
 
   async finish(): Promise<StoredBlob> {
     const hash = this.hash.digest('hex');
-    const final = this.store.pathOf(hash);
-    const dir = path.dirname(final);
-    if (!this.fd && (await this.store.exists(hash))) {
-      // Small message already stored (same content): nothing to write.
+    if (!this.fd && this.size <= this.store.inlineMaxSize) {
+      // Small message: its bytes go into the same transaction as its rows, made
+      // durable by the group commit's one fsync instead of a file + directory fsync.
+      const data = Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
-      return { hash, size: this.size };
+      return { hash, size: this.size, data };
     }
-    this.flush();
-    await this.chain;
-    if (this.failed) {
-      await this.abort();
-      throw this.failed;
+    if (!this.fd) {
+      // Whole message in memory (the common case): open, write, fsync, close.
+      const data = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      const fd = await openFd(this.tmpPath, 'wx', 0o640);
+      try {
+        let off = 0;
+        while (off < data.length) off += await writeFd(fd, off === 0 ? data : data.subarray(off));
+        await fsyncFd(fd);
+      } catch (err) {
+        await closeFd(fd).catch(() => undefined);
+        await fsp.rm(this.tmpPath, { force: true });
+        throw err;
+      }
+      await closeFd(fd);
+    } else {
+      this.flush();
+      await this.chain;
+      if (this.failed) {
+        await this.abort();
+        throw this.failed;
+      }
+      const fh = this.fd;
+      this.fd = null;
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
     }
-    const fd = this.fd ?? (await fsp.open(this.tmpPath, 'wx', 0o640));
-    this.fd = null;
-    try {
-      await fd.sync();
-    } finally {
-      await fd.close();
-    }
-    await fsp.mkdir(dir, { recursive: true, mode: 0o750 });
-    await fsp.rename(this.tmpPath, final);
-    const dfd = await fsp.open(dir, 'r');
-    try {
-      await dfd.sync();
-    } finally {
-      await dfd.close();
-    }
+    // Identical content may already be there: rename replaces it with the same bytes.
+    await this.store.install(this.tmpPath, hash);
     return { hash, size: this.size };
   }
 

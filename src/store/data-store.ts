@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Compilable, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { MailError } from '../core/errors.ts';
 
@@ -46,6 +46,8 @@ export interface Delivery {
 export interface NewMessage {
   blobHash: string;
   size: number;
+  /** The message bytes when stored inline (small messages); null when in a blob file. */
+  blobData: Uint8Array | null;
   /** JSON of the MIME index, stored once per blob. */
   meta: string;
   searchText: string;
@@ -81,6 +83,23 @@ export class DataStore {
     private readonly fastWriter: { addMessages(batch: NewMessage[]): AddedMessage[][] | Promise<AddedMessage[][]> } | null = null,
   ) {}
 
+  /**
+   * A query built and compiled once, run with new parameters: the per-RCPT lookups
+   * (domain, account, alias) otherwise spend more time in the query builder than in
+   * the database. `build` must use placeholders in the order of `params`.
+   */
+  private precompiled<R>(build: (db: Kysely<Database>) => Compilable<R>): (...params: unknown[]) => Promise<R[]> {
+    let text: string | null = null;
+    return async (...params) => {
+      text ??= build(this.db).compile().sql;
+      return (await this.db.executeQuery<R>(CompiledQuery.raw(text, params))).rows;
+    };
+  }
+
+  private qDomain = this.precompiled((db) => db.selectFrom('domains').select('name').where('name', '=', '?'));
+  private qAccount = this.precompiled((db) => db.selectFrom('accounts').selectAll().where('email', '=', '?'));
+  private qAliasTargets = this.precompiled((db) => db.selectFrom('aliases').select('target').where('address', '=', '?').orderBy('target'));
+
   async close(): Promise<void> {
     await this.db.destroy();
   }
@@ -111,7 +130,7 @@ export class DataStore {
   }
 
   async isLocalDomain(name: string): Promise<boolean> {
-    return !!(await this.db.selectFrom('domains').select('name').where('name', '=', name.toLowerCase()).executeTakeFirst());
+    return (await this.qDomain(name.toLowerCase())).length > 0;
   }
 
   // ---- accounts ----
@@ -152,7 +171,7 @@ export class DataStore {
   }
 
   async getAccount(email: string): Promise<Account | null> {
-    const r = await this.db.selectFrom('accounts').selectAll().where('email', '=', email.toLowerCase()).executeTakeFirst();
+    const [r] = await this.qAccount(email.toLowerCase());
     return r ? { id: r.id, email: r.email, passwordHash: r.password_hash, displayName: r.display_name, enabled: !!r.enabled } : null;
   }
 
@@ -186,7 +205,7 @@ export class DataStore {
   }
 
   async aliasTargets(address: string): Promise<string[]> {
-    return (await this.db.selectFrom('aliases').select('target').where('address', '=', address.toLowerCase()).orderBy('target').execute()).map((r) => r.target);
+    return (await this.qAliasTargets(address.toLowerCase())).map((r) => r.target);
   }
 
   async listAliases(): Promise<Array<{ address: string; targets: string[] }>> {
@@ -227,6 +246,11 @@ export class DataStore {
     return (await this.db.selectFrom('blobs').select('meta').where('hash', '=', hash).executeTakeFirst())?.meta ?? null;
   }
 
+  /** The bytes of an inline (small) message, or null when it lives in a blob file. */
+  async inlineBlob(hash: string): Promise<Buffer | null> {
+    return (await this.db.selectFrom('blobs').select('data').where('hash', '=', hash).executeTakeFirst())?.data ?? null;
+  }
+
   async countQueued(): Promise<number> {
     const r = await this.db.selectFrom('queue').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
     return Number(r.n);
@@ -255,7 +279,7 @@ export class DataStore {
     const t = now();
     const inserted = await trx
       .insertInto('blobs')
-      .values({ hash: m.blobHash, size: m.size, meta: m.meta, created_at: t })
+      .values({ hash: m.blobHash, size: m.size, meta: m.meta, data: m.blobData ? Buffer.from(m.blobData) : null, created_at: t })
       .onConflict((oc) => oc.column('hash').doNothing())
       .returning('hash')
       .executeTakeFirst();

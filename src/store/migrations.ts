@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 /**
  * Versioned schema migrations, one source of truth for every backend (kysely's
@@ -96,6 +96,14 @@ const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('queue_next').on('queue').columns(['status', 'next_attempt']).execute();
+    },
+  },
+  '0002_inline_blobs': {
+    // Small messages are stored in the row itself (store.inline_max_size), so one
+    // group commit makes a whole batch of deliveries durable with one fsync.
+    async up(db: Kysely<unknown>) {
+      const type = db.getExecutor().adapter instanceof PostgresAdapter ? 'bytea' : 'blob';
+      await db.schema.alterTable('blobs').addColumn('data', type).execute();
     },
   },
 };

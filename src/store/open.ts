@@ -12,18 +12,25 @@ export interface Stores {
 }
 
 /** Opens the embedded backend (SQLite + blob files) in data_dir. */
-export async function openStores(dataDir: string, opts: { writerThread?: boolean } = {}): Promise<Stores> {
+export interface OpenOptions {
+  /** Commit deliveries on a separate thread (the server); CLI commands write in-line. */
+  writerThread?: boolean;
+  /** store.inline_max_size: small messages live in the database, not as files. */
+  inlineMaxSize?: number;
+}
+
+export async function openStores(dataDir: string, opts: OpenOptions = {}): Promise<Stores> {
   const { db, raw } = await openSqlite(dataDir);
-  // The server commits deliveries on a separate thread; short-lived CLI commands write in-line.
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;
   const data = new DataStore(db, true, thread ?? new SqliteMessageWriter(raw));
-  const blobs = new BlobStore(dataDir);
+  const blobs = new BlobStore(dataDir, { inlineMaxSize: opts.inlineMaxSize ?? 64 * 1024, loadInline: (hash) => data.inlineBlob(hash) });
   return {
     data,
     blobs,
     async close() {
       await thread?.close();
       await data.close();
+      blobs.close();
     },
   };
 }

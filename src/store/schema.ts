@@ -53,6 +53,8 @@ export interface BlobsTable {
   size: number;
   /** JSON of the MIME index (envelope, structure, offsets), without the search text. */
   meta: string;
+  /** The message itself when it is small (store.inline_max_size); else it is a file. */
+  data: Buffer | null;
   created_at: number;
 }
 

@@ -21,7 +21,7 @@ export class SqliteMessageWriter {
   private tx;
 
   constructor(db: BetterSqlite3.Database) {
-    this.insertBlob = db.prepare('INSERT INTO blobs (hash, size, meta, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING');
+    this.insertBlob = db.prepare('INSERT INTO blobs (hash, size, meta, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING');
     this.insertSearch = db.prepare('INSERT INTO search_text (hash, body) VALUES (?, ?)');
     this.bumpUid = db.prepare('UPDATE mailboxes SET uidnext = uidnext + 1 WHERE account_id = ? AND name = ? RETURNING id, uidnext');
     this.bumpModseq = db.prepare('UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq');
@@ -43,7 +43,7 @@ export class SqliteMessageWriter {
 
   private addOne(m: NewMessage): AddedMessage[] {
     const t = Date.now();
-    const blob = this.insertBlob.run(m.blobHash, m.size, m.meta, t);
+    const blob = this.insertBlob.run(m.blobHash, m.size, m.meta, toBuffer(m.blobData), t);
     if (blob.changes > 0 && m.searchText) this.insertSearch.run(m.blobHash, m.searchText);
     const added: AddedMessage[] = [];
     for (const d of m.deliveries) {
@@ -62,4 +62,10 @@ export class SqliteMessageWriter {
     if (m.queue) for (const rcpt of m.queue.recipients) this.insertQueue.run(m.queue.queueId, m.queue.sender, rcpt, m.blobHash, t, t);
     return added;
   }
+}
+
+/** Structured clone (the writer thread's postMessage) turns Buffers into Uint8Arrays. */
+function toBuffer(data: Uint8Array | null): Buffer | null {
+  if (!data) return null;
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

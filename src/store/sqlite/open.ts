@@ -28,6 +28,35 @@ class ImmediateSqliteDialect extends SqliteDialect {
 }
 
 /**
+ * kysely's SQLite driver prepares every query afresh; preparing costs more than
+ * running the small lookups of the delivery path (domain, account, alias per RCPT).
+ * This keeps the most recent statements by SQL text. A statement still being
+ * iterated (`busy`) is not shared: a fresh one is prepared for that call.
+ */
+const STATEMENT_CACHE = 256;
+function cachingDatabase(raw: BetterSqlite3.Database): { prepare(sql: string): BetterSqlite3.Statement; close(): void } {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return {
+    prepare(sql: string) {
+      const hit = cache.get(sql);
+      if (hit && !hit.busy) {
+        // Re-insert: Map order is the LRU order.
+        cache.delete(sql);
+        cache.set(sql, hit);
+        return hit;
+      }
+      const stmt = raw.prepare(sql);
+      if (!hit) {
+        cache.set(sql, stmt);
+        if (cache.size > STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
+      }
+      return stmt;
+    },
+    close: () => raw.close(),
+  };
+}
+
+/**
  * Opens (creating if needed) the embedded SQLite database in WAL mode with
  * synchronous=FULL: a COMMIT returns only after the WAL is fsynced, so a row we
  * acknowledged survives a crash or power loss. Several processes (the server and
@@ -41,7 +70,7 @@ export async function openSqlite(dataDir: string): Promise<{ db: Kysely<Database
   raw.pragma('journal_mode = WAL');
   raw.pragma('synchronous = FULL');
   raw.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: raw }) });
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingDatabase(raw) }) });
   const migrator = new Migrator({ db, provider: migrationProvider });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
