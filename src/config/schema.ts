@@ -63,7 +63,8 @@ export const configSchema = z
         max_recipients: z.number().int().positive().default(1000),
         /** Command line limit incl. CRLF, RFC 5321 §4.5.3.1.4. */
         max_command_line: z.number().int().min(512).default(512),
-        idle_timeout: duration.default(300),
+        // zod applies .default() after parsing: defaults are in output units (ms, bytes).
+        idle_timeout: duration.default(300_000),
         /** Unknown/failed commands before replies are delayed (Postfix smtpd_soft_error_limit). */
         soft_error_limit: z.number().int().nonnegative().default(10),
         /** Unknown/failed commands before 421 and disconnect (Postfix smtpd_hard_error_limit). */
@@ -74,6 +75,8 @@ export const configSchema = z
         max_connections: z.number().int().positive().default(1000),
         /** Received headers above this count are a mail loop (Postfix hopcount_limit). */
         max_received_headers: z.number().int().positive().default(50),
+        /** MX port: wait this long before the greeting; clients talking first get 421 (Postfix postscreen_greet_wait). */
+        greet_delay: duration.default(0),
       })
       .strict()
       .default({
@@ -87,6 +90,7 @@ export const configSchema = z
         max_connections_per_ip: 50,
         max_connections: 1000,
         max_received_headers: 50,
+        greet_delay: 0,
       }),
     store: z
       .object({

@@ -8,6 +8,7 @@ import { LineEndingNormalizer } from './line-endings.ts';
 import { newQueueId, traceHeaders } from './received.ts';
 import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
+import { useConfigurableGreetDelay } from './greet-delay.ts';
 import { ConnectionLimiter, ErrorCounter } from './limits.ts';
 import type { Resolution } from '../directory/directory.ts';
 
@@ -34,6 +35,7 @@ const state = new WeakMap<SMTPServerSession, SessionState>();
 
 export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial | null): SMTPServer {
   useOwnEnhancedCodes();
+  useConfigurableGreetDelay();
   const cfg = ctx.config.smtp;
   const limiter = new ConnectionLimiter(cfg.max_connections_per_ip);
   const log = ctx.log.child({ service: mode === 'mx' ? 'smtp' : mode });
@@ -75,6 +77,8 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
     authOptional: true,
     disabledCommands: ['AUTH'],
     disableReverseLookup: true,
+    // Read by greet-delay.ts (not an smtp-server option): only the MX port waits for early talkers.
+    ...({ greetDelay: mode === 'mx' ? cfg.greet_delay : 0 } as object),
     maxClients: cfg.max_connections,
     maxRecipients: cfg.max_recipients,
     maxCommandLength: cfg.max_command_line - 2,

@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startTestServer, inbox, blobText, message, type TestServer } from '../helpers/server.ts';
 
@@ -293,4 +294,48 @@ test('STARTTLS works on the MX port with the generated certificate', async () =>
   await c.quit();
   const m = (await inbox(t, 'alice@example.test')).find((x) => x.subject === 'tls-1')!;
   assert.match(await blobText(t, m.blobHash), /with ESMTPS id/);
+});
+
+/** Time from TCP connect to the first byte of the greeting, in ms. */
+function timeToGreeting(port: number, sendFirst?: string): Promise<{ ms: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const s = net.connect(port, '127.0.0.1', () => {
+      if (sendFirst) s.write(sendFirst);
+    });
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString();
+      if (buf.includes('\r\n')) {
+        resolve({ ms: performance.now() - t0, text: buf });
+        s.destroy();
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+// Regression: smtp-server waited a fixed 100 ms before every greeting, which capped
+// connection-per-message load at ~10 messages/s per session.
+test('the greeting is sent without delay by default, also on LMTP', async () => {
+  for (const port of [t.smtpPort, t.lmtpPort]) {
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) times.push((await timeToGreeting(port)).ms);
+    assert.ok(Math.min(...times) < 60, `greeting after ${times.map((x) => x.toFixed(0)).join(', ')} ms`);
+  }
+});
+
+test('smtp.greet_delay: the MX greeting waits, and a client that talks first gets 421', async () => {
+  const s = await startTestServer({ smtp: { greet_delay: '400ms' } });
+  try {
+    const patient = await timeToGreeting(s.smtpPort);
+    assert.ok(patient.ms >= 380, `waited ${patient.ms} ms`);
+    assert.match(patient.text, /^220 /);
+    const early = await timeToGreeting(s.smtpPort, 'EHLO spammer.test\r\n');
+    assert.match(early.text, /^421 /);
+    // LMTP never waits.
+    assert.ok((await timeToGreeting(s.lmtpPort)).ms < 300);
+  } finally {
+    await s.stop();
+  }
 });
