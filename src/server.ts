@@ -4,6 +4,7 @@ import type { Config } from './config/schema.ts';
 import { splitHostPort } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
 import { openStores, type Stores } from './store/open.ts';
+import { backfillSearch } from './core/search-backfill.ts';
 import { LocalPubSub } from './core/pubsub.ts';
 import { InternalDirectory } from './directory/directory.ts';
 import { Ingest } from './core/ingest.ts';
@@ -35,6 +36,7 @@ export async function createContext(config: Config, log?: Logger): Promise<{ ctx
     now: () => Date.now(),
   };
   for (const d of config.domains) await stores.data.ensureDomain(d);
+  await backfillSearch(stores.data, stores.blobs, logger);
   return { ctx, stores };
 }
 

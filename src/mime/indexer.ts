@@ -89,6 +89,7 @@ export class MimeIndexer extends Writable {
   private done: Promise<MessageIndex>;
   private resolveDone!: (r: MessageIndex) => void;
   private rejectDone!: (e: unknown) => void;
+  private settled = false;
 
   constructor(opts: IndexerOptions = {}) {
     super();
@@ -99,8 +100,14 @@ export class MimeIndexer extends Writable {
     };
     this.root = this.open('', 0, 0, null, null);
     this.done = new Promise((res, rej) => {
-      this.resolveDone = res;
-      this.rejectDone = rej;
+      this.resolveDone = (r) => {
+        this.settled = true;
+        res(r);
+      };
+      this.rejectDone = (e) => {
+        this.settled = true;
+        rej(e);
+      };
     });
     this.done.catch(() => undefined); // rejection is reported through result()
   }
@@ -137,7 +144,9 @@ export class MimeIndexer extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.rejectDone(err ?? new Error('indexer destroyed'));
+    // Streams destroy themselves after finishing: only an unfinished index fails.
+    // (Building the Error, with its stack, cost more than indexing a small message.)
+    if (!this.settled) this.rejectDone(err ?? new Error('indexer destroyed'));
     cb(err);
   }
 

@@ -9,15 +9,16 @@ export class LineEndingNormalizer {
   private lastWasCR = false;
 
   push(chunk: Buffer): Buffer {
+    if (chunk.length === 0) return chunk;
+    if (this.wellFormed(chunk)) {
+      this.lastWasCR = chunk[chunk.length - 1] === 13;
+      return chunk;
+    }
     let extra = 0;
     for (let i = 0; i < chunk.length; i++) {
       const c = chunk[i];
       const prevCR = i === 0 ? this.lastWasCR : chunk[i - 1] === 13;
       if ((c === 10) !== prevCR) extra++; // bare LF, or CR not followed by LF
-    }
-    if (extra === 0) {
-      if (chunk.length) this.lastWasCR = chunk[chunk.length - 1] === 13;
-      return chunk;
     }
     const out = Buffer.allocUnsafe(chunk.length + extra);
     let o = 0;
@@ -30,6 +31,22 @@ export class LineEndingNormalizer {
     }
     this.lastWasCR = chunk[chunk.length - 1] === 13;
     return out.subarray(0, o);
+  }
+
+  /**
+   * The common case, checked with indexOf (native) instead of a JS loop over every
+   * byte: each LF has a CR before it and each CR an LF after it.
+   */
+  private wellFormed(chunk: Buffer): boolean {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) {
+      if (i === 0 ? !this.lastWasCR : chunk[i - 1] !== 13) return false;
+    }
+    if (this.lastWasCR && chunk[0] !== 10) return false;
+    for (let i = chunk.indexOf(13); i !== -1; i = chunk.indexOf(13, i + 1)) {
+      // A CR at the very end is completed (or not) by the next chunk.
+      if (i + 1 < chunk.length && chunk[i + 1] !== 10) return false;
+    }
+    return true;
   }
 
   /** Call at the end: a trailing bare CR gets its LF. */

@@ -1,11 +1,19 @@
 import crypto from 'node:crypto';
 
 /** A Postfix-like queue id: 12 characters, unique enough to grep the log by. */
+const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZ';
+/** Random bytes drawn in bulk: one crypto call per 340 ids instead of one per id. */
+const pool = Buffer.alloc(4096);
+let poolUsed = pool.length;
+
 export function newQueueId(): string {
-  const alphabet = '0123456789BCDFGHJKLMNPQRSTVWXYZ';
-  const bytes = crypto.randomBytes(12);
+  if (poolUsed + 12 > pool.length) {
+    crypto.randomFillSync(pool);
+    poolUsed = 0;
+  }
   let s = '';
-  for (const b of bytes) s += alphabet[b % alphabet.length];
+  for (let i = 0; i < 12; i++) s += ALPHABET[pool[poolUsed + i]! % ALPHABET.length];
+  poolUsed += 12;
   return s;
 }
 

@@ -246,6 +246,22 @@ export class DataStore {
     return (await this.db.selectFrom('blobs').select('meta').where('hash', '=', hash).executeTakeFirst())?.meta ?? null;
   }
 
+  /** Messages whose search text is not indexed yet (left over from a crash). */
+  async pendingSearch(limit: number): Promise<string[]> {
+    return (await this.db.selectFrom('search_pending').select('hash').limit(limit).execute()).map((r) => r.hash);
+  }
+
+  /** Stores a message's search text in the full-text index and clears it from search_pending. */
+  async setSearchText(hash: string, text: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      if (this.hasFts && text) {
+        await sql`DELETE FROM search_text WHERE hash = ${hash}`.execute(trx);
+        await sql`INSERT INTO search_text (hash, body) VALUES (${hash}, ${text})`.execute(trx);
+      }
+      await trx.deleteFrom('search_pending').where('hash', '=', hash).execute();
+    });
+  }
+
   /** The bytes of an inline (small) message, or null when it lives in a blob file. */
   async inlineBlob(hash: string): Promise<Buffer | null> {
     return (await this.db.selectFrom('blobs').select('data').where('hash', '=', hash).executeTakeFirst())?.data ?? null;

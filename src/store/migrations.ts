@@ -106,6 +106,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('blobs').addColumn('data', type).execute();
     },
   },
+  '0003_search_pending': {
+    // Messages whose search text is not in the full-text index yet (it is filled
+    // after the delivery is acknowledged; see SqliteMessageWriter.flushSearch).
+    async up(db: Kysely<unknown>) {
+      await db.schema.createTable('search_pending').addColumn('hash', 'text', (c) => c.primaryKey()).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -22,13 +22,15 @@ export interface OpenOptions {
 export async function openStores(dataDir: string, opts: OpenOptions = {}): Promise<Stores> {
   const { db, raw } = await openSqlite(dataDir);
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;
-  const data = new DataStore(db, true, thread ?? new SqliteMessageWriter(raw));
+  const inline = thread ? null : new SqliteMessageWriter(raw);
+  const data = new DataStore(db, true, thread ?? inline);
   const blobs = new BlobStore(dataDir, { inlineMaxSize: opts.inlineMaxSize ?? 64 * 1024, loadInline: (hash) => data.inlineBlob(hash) });
   return {
     data,
     blobs,
     async close() {
       await thread?.close();
+      inline?.flushSearch();
       await data.close();
       blobs.close();
     },

@@ -107,6 +107,7 @@ export interface Database {
   aliases: AliasesTable;
   mailboxes: MailboxesTable;
   blobs: BlobsTable;
+  search_pending: { hash: string };
   messages: MessagesTable;
   changes: ChangesTable;
   queue: QueueTable;

@@ -5,6 +5,7 @@ import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { postern, writeConfig } from '../helpers/cli.ts';
 import { startChildServer, port } from '../helpers/child-server.ts';
 import { tempDir } from '../helpers/server.ts';
+import { sql } from 'kysely';
 import { openStores } from '../../src/store/open.ts';
 
 /**
@@ -64,6 +65,11 @@ for (const mode of ['inline', 'files'] as const) {
       const seen = new Map<string, number>();
       for (const r of rows) seen.set(r.message_id ?? '', (seen.get(r.message_id ?? '') ?? 0) + 1);
       for (const id of acked) assert.equal(seen.get(id), 1, `${id} present exactly once`);
+      // The search index is filled after the 250; the restart re-indexed what the kill interrupted.
+      assert.equal((await stores.data.db.selectFrom('search_pending').selectAll().execute()).length, 0, 'no message left unindexed');
+      const fts = await sql<{ n: number }>`SELECT count(*) AS n FROM search_text`.execute(stores.data.db);
+      const blobs = await stores.data.db.selectFrom('blobs').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+      assert.equal(Number(fts.rows[0]!.n), Number(blobs.n), 'every stored message is in the search index');
       const inline = await stores.data.db.selectFrom('blobs').select('hash').where('data', 'is not', null).execute();
       assert.equal(inline.length > 0, mode === 'inline', `messages stored ${mode === 'inline' ? 'in the database' : 'as files'}`);
       for (const r of rows) {

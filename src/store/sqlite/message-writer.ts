@@ -18,7 +18,14 @@ export class SqliteMessageWriter {
   private insertMessage;
   private insertChange;
   private insertQueue;
+  private insertPending;
+  private deletePending;
   private tx;
+  private searchTx;
+  private setSync: (mode: 'FULL' | 'NORMAL') => void;
+  /** Search text of committed messages, waiting for the deferred FTS transaction. */
+  private searchQueue: Array<[hash: string, text: string]> = [];
+  private searchScheduled = false;
 
   constructor(db: BetterSqlite3.Database) {
     this.insertBlob = db.prepare('INSERT INTO blobs (hash, size, meta, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING');
@@ -34,17 +41,63 @@ export class SqliteMessageWriter {
     this.insertQueue = db.prepare(
       `INSERT INTO queue (queue_id, sender, recipient, blob_hash, status, attempts, next_attempt, last_error, created_at) VALUES (?, ?, ?, ?, 'active', 0, ?, NULL, ?)`,
     );
-    this.tx = db.transaction((batch: NewMessage[]) => batch.map((m) => this.addOne(m)));
+    this.insertPending = db.prepare('INSERT INTO search_pending (hash) VALUES (?) ON CONFLICT (hash) DO NOTHING');
+    this.deletePending = db.prepare('DELETE FROM search_pending WHERE hash = ?');
+    this.tx = db.transaction((batch: NewMessage[], texts: Array<[string, string]>) => batch.map((m) => this.addOne(m, texts)));
+    this.searchTx = db.transaction((items: Array<[string, string]>) => {
+      for (const [hash, text] of items) {
+        this.insertSearch.run(hash, text);
+        this.deletePending.run(hash);
+      }
+    });
+    this.setSync = (mode) => db.pragma(`synchronous = ${mode}`);
   }
 
   addMessages(batch: NewMessage[]): AddedMessage[][] {
-    return this.tx.immediate(batch) as AddedMessage[][];
+    const texts: Array<[string, string]> = [];
+    const added = this.tx.immediate(batch, texts) as AddedMessage[][];
+    if (texts.length) {
+      this.searchQueue.push(...texts);
+      // Bigger FTS batches cost less per message: flush every 50 ms, or at 500.
+      if (this.searchQueue.length >= 500) this.flushSearch();
+      else if (!this.searchScheduled) {
+        this.searchScheduled = true;
+        setTimeout(() => this.flushSearch(), 50).unref();
+      }
+    }
+    return added;
   }
 
-  private addOne(m: NewMessage): AddedMessage[] {
+  /**
+   * The full-text index is derived data, so it is kept out of the acknowledged
+   * transaction (FTS5 inserts doubled its cost): the delivery transaction records
+   * the blob in search_pending, and this later transaction, committed without its
+   * own fsync (synchronous=NORMAL; the next FULL commit flushes it), fills FTS and
+   * clears the pending rows. After a crash, backfillSearch() re-indexes whatever is
+   * still pending from the stored message.
+   */
+  flushSearch(): void {
+    this.searchScheduled = false;
+    if (!this.searchQueue.length) return;
+    const items = this.searchQueue;
+    this.searchQueue = [];
+    this.setSync('NORMAL');
+    try {
+      this.searchTx.immediate(items);
+    } catch {
+      // Left in search_pending: re-indexed from the message at the next start.
+    } finally {
+      this.setSync('FULL');
+    }
+  }
+
+  private addOne(m: NewMessage, texts: Array<[string, string]>): AddedMessage[] {
     const t = Date.now();
     const blob = this.insertBlob.run(m.blobHash, m.size, m.meta, toBuffer(m.blobData), t);
-    if (blob.changes > 0 && m.searchText) this.insertSearch.run(m.blobHash, m.searchText);
+    if (blob.changes > 0 && m.searchText) {
+      this.insertPending.run(m.blobHash);
+      texts.push([m.blobHash, m.searchText]);
+    }
     const added: AddedMessage[] = [];
     for (const d of m.deliveries) {
       const name = d.mailbox ?? 'INBOX';

@@ -17,6 +17,7 @@ const writer = new SqliteMessageWriter(db);
 
 parentPort!.on('message', (msg: { id: number; batch?: NewMessage[]; close?: boolean }) => {
   if (msg.close) {
+    writer.flushSearch();
     db.close();
     parentPort!.postMessage({ id: msg.id, result: null });
     return;
