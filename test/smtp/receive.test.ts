@@ -339,3 +339,22 @@ test('smtp.greet_delay: the MX greeting waits, and a client that talks first get
     await s.stop();
   }
 });
+
+// The database writer thread gone (crash, OOM kill of the thread): a message gets a
+// temporary failure at once — it stays with the client — instead of a hang.
+test('if the database writer thread dies, DATA gets 451 and the session goes on', async () => {
+  const s = await startTestServer();
+  try {
+    const writer = (s.server.ctx.data as unknown as { fastWriter: { worker: { terminate(): Promise<number> } } }).fastWriter;
+    await writer.worker.terminate();
+    const c = await SmtpTestClient.connect({ port: s.smtpPort, timeoutMs: 5000 });
+    await c.command('EHLO client.test');
+    const r = await c.sendMail({ from: 'a@client.test', to: ['alice@example.test'], message: 'Subject: x\r\n\r\nbody\r\n' });
+    assert.equal(r.data?.code, 451);
+    assert.equal(r.data!.enhanced, '4.3.0');
+    assert.equal((await c.command('NOOP')).code, 250, 'the session is still usable');
+    await c.quit();
+  } finally {
+    await s.stop();
+  }
+});

@@ -7,6 +7,8 @@ export class SqliteWriterThread {
   private worker: Worker;
   private seq = 0;
   private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  /** Set once the thread is gone: every later commit fails at once (a 451 to the client) instead of hanging. */
+  private dead: unknown = null;
 
   constructor(file: string) {
     // The boot file registers tsx in the worker, then loads writer-worker.ts.
@@ -19,12 +21,13 @@ export class SqliteWriterThread {
       if (m.error) p.reject(m.error.name === 'MailError' && m.error.code ? new MailError(m.error.code as MailErrorCode, m.error.message) : new Error(m.error.message));
       else p.resolve(m.result);
     });
-    this.worker.on('error', (err) => this.failAll(err));
-    this.worker.on('exit', (code) => this.failAll(new Error(`database writer thread exited (${code})`)));
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => this.fail(new Error(`database writer thread exited (${code})`)));
     this.worker.unref();
   }
 
-  private failAll(err: unknown): void {
+  private fail(err: unknown): void {
+    this.dead ??= err;
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     this.worker.unref();
@@ -32,6 +35,7 @@ export class SqliteWriterThread {
 
   private call(msg: { batch?: NewMessage[]; close?: boolean }): Promise<unknown> {
     const id = ++this.seq;
+    if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       // Keep the process alive only while a commit is outstanding.
       if (this.pending.size === 0) this.worker.ref();
@@ -45,6 +49,7 @@ export class SqliteWriterThread {
   }
 
   async close(): Promise<void> {
+    if (this.dead) return;
     await this.call({ close: true }).catch(() => undefined);
     await this.worker.terminate();
   }
