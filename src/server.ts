@@ -5,6 +5,7 @@ import { splitHostPort } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
 import { openStores, type Stores } from './store/open.ts';
 import { backfillSearch } from './core/search-backfill.ts';
+import { StartupError } from './core/errors.ts';
 import { LocalPubSub } from './core/pubsub.ts';
 import { InternalDirectory } from './directory/directory.ts';
 import { Ingest } from './core/ingest.ts';
@@ -53,12 +54,13 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     for (const [service, addr, mode] of tcp) {
       if (!addr) continue;
       const server = createSmtpServer(ctx, mode, tls);
-      server.on('error', (err) => ctx.log.error({ err, service }, 'listener error'));
       try {
         await listen(server, splitHostPort(addr));
       } catch (err) {
-        throw new Error(`cannot listen for ${service} on ${addr} (config key listen.${service}): ${(err as Error).message}`);
+        throw new StartupError(`cannot listen for ${service} on ${addr} (config key listen.${service}): ${(err as Error).message}`);
       }
+      // After listen: a failed listen is reported once, by the error above.
+      server.on('error', (err) => ctx.log.error({ err, service }, 'listener error'));
       servers.push(server);
       const bound = (server as unknown as { server: import('node:net').Server }).server.address();
       const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
@@ -66,8 +68,12 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     }
     if (config.listen.local) {
       const server = createSmtpServer(ctx, 'local', null);
+      try {
+        await listen(server, { path: config.listen.local });
+      } catch (err) {
+        throw new StartupError(`cannot listen for local submission on ${config.listen.local} (config key listen.local): ${(err as Error).message}`);
+      }
       server.on('error', (err) => ctx.log.error({ err, service: 'local' }, 'listener error'));
-      await listen(server, { path: config.listen.local });
       servers.push(server);
       endpoints.push({ service: 'local', address: config.listen.local });
     }

@@ -1,6 +1,6 @@
 import readline from 'node:readline';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.ts';
-import { MailError } from '../core/errors.ts';
+import { MailError, StartupError } from '../core/errors.ts';
 import { openStores, type Stores } from '../store/open.ts';
 
 /** Reads all of stdin. */
@@ -62,6 +62,10 @@ export function fail(err: unknown): never {
   if (err instanceof CliError || err instanceof ConfigError || err instanceof MailError) {
     process.stderr.write(`postern: ${err.message}\n`);
     process.exit(err instanceof ConfigError ? 78 : 1); // 78 = EX_CONFIG
+  }
+  if (err instanceof StartupError) {
+    process.stderr.write(`postern: ${err.message}\n`);
+    process.exit(69); // EX_UNAVAILABLE
   }
   process.stderr.write(`postern: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(70); // EX_SOFTWARE

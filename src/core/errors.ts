@@ -19,3 +19,11 @@ export class MailError extends Error {
     this.name = 'MailError';
   }
 }
+
+/** The server cannot start for a reason the administrator fixes (port taken, no permission): shown without a stack. */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}

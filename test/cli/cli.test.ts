@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { postern, run, SENDMAIL, writeConfig } from '../helpers/cli.ts';
 import { startTestServer, inbox, blobText, tempDir, type TestServer } from '../helpers/server.ts';
@@ -158,4 +159,22 @@ test('several `postern user add` at once on the same data directory all succeed'
   for (const r of results) assert.equal(r.status, 0, r.stderr);
   const list = await postern(['user', 'list', '--config', c]);
   for (let i = 0; i < 6; i++) assert.match(list.stdout, new RegExp(`u${i}@par\\.test`));
+});
+
+test('a port already in use stops `serve` with the config key to change, no stack trace', async () => {
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  const { port } = blocker.address() as net.AddressInfo;
+  const dir = tempDir();
+  try {
+    const c = writeConfig(dir, `data_dir = "${path.join(dir, 'data')}"\n[listen]\nsmtp = "127.0.0.1:${port}"\n[log]\nlevel = "warn"\n`);
+    const r = await postern(['serve', '--config', c], { timeoutMs: 30_000 });
+    assert.equal(r.status, 69);
+    assert.match(r.stderr, new RegExp(`cannot listen for smtp on 127\\.0\\.0\\.1:${port} \\(config key listen\\.smtp\\).*address already in use`));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.doesNotMatch(r.stdout + r.stderr, /listener error/, 'reported once');
+  } finally {
+    blocker.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
