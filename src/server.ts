@@ -3,7 +3,7 @@ import type { SMTPServer } from 'smtp-server';
 import type { Config } from './config/schema.ts';
 import { splitHostPort } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
-import { openStores, type Stores } from './store/open.ts';
+import { openStoresFromConfig, type Stores } from './store/open.ts';
 import { backfillSearch } from './core/search-backfill.ts';
 import { StartupError } from './core/errors.ts';
 import { LocalPubSub } from './core/pubsub.ts';
@@ -24,7 +24,7 @@ export interface RunningServer {
 /** Builds the context (stores, directory, ingest) from a config. Used by `serve` and tests. */
 export async function createContext(config: Config, log?: Logger): Promise<{ ctx: Context; stores: Stores }> {
   const logger = log ?? createLogger(config.log);
-  const stores = await openStores(config.data_dir, { writerThread: true, inlineMaxSize: config.store.inline_max_size });
+  const stores = await openStoresFromConfig(config, { writerThread: true });
   const pubsub = new LocalPubSub();
   const ctx: Context = {
     config,

@@ -1,7 +1,7 @@
 import readline from 'node:readline';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.ts';
 import { MailError, StartupError } from '../core/errors.ts';
-import { openStores, type Stores } from '../store/open.ts';
+import { openStoresFromConfig, type Stores } from '../store/open.ts';
 
 /** Reads all of stdin. */
 export async function readStdin(): Promise<Buffer> {
@@ -49,7 +49,7 @@ export function config(opts: { config?: string }): LoadedConfig {
 /** Runs a CLI action against the stores, turning expected errors into one clear line and exit 1. */
 export async function withStores(opts: { config?: string }, fn: (stores: Stores, loaded: LoadedConfig) => Promise<void>): Promise<void> {
   const loaded = config(opts);
-  const stores = await openStores(loaded.config.data_dir, { inlineMaxSize: loaded.config.store.inline_max_size });
+  const stores = await openStoresFromConfig(loaded.config);
   try {
     for (const d of loaded.config.domains) await stores.data.ensureDomain(d);
     await fn(stores, loaded);

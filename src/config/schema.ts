@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isAddressOrCidr } from '../net/proxy-protocol.ts';
 
 /**
  * The configuration file's schema. Every key is documented in docs/configuration.md;
@@ -47,9 +48,15 @@ export const configSchema = z
         lmtp: hostPort.optional(),
         /** Unix socket for local submission (postern-sendmail); relative paths are under data_dir. */
         local: z.string().min(1).optional(),
+        /**
+         * Load balancers (addresses or CIDRs) whose connections to smtp/lmtp must start with a
+         * PROXY protocol v1/v2 header naming the real client; empty: PROXY protocol off.
+         */
+        proxy_protocol: z.array(z.string().refine(isAddressOrCidr, 'expected an IP address or CIDR, e.g. "10.0.0.0/8"')).default([]),
       })
       .strict()
-      .default({}),
+      // zod 4 does not parse a default, so it must already hold the inner defaults.
+      .default({ proxy_protocol: [] }),
     tls: z
       .object({
         cert: z.string().optional(),
@@ -94,6 +101,17 @@ export const configSchema = z
       }),
     store: z
       .object({
+        /** "sqlite": embedded, in data_dir. "postgres": one database shared by several nodes. */
+        backend: z.enum(['sqlite', 'postgres']).default('sqlite'),
+        /** postgres://user:pass@host:port/db; absent: libpq's PG* environment variables. */
+        url: z.string().min(1).optional(),
+        /** PostgreSQL schema holding Postern's tables (created if missing). */
+        schema: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier, e.g. "postern"')
+          .default('public'),
+        /** Connections per node to PostgreSQL. */
+        pool_size: z.number().int().min(2).max(1000).default(10),
         /**
          * Messages up to this size are kept inside the database with their rows, so a
          * group commit needs one fsync for a whole batch; larger ones are files under
@@ -102,7 +120,7 @@ export const configSchema = z
         inline_max_size: z.union([z.literal(0), size]).default(64 * 1024),
       })
       .strict()
-      .default({ inline_max_size: 64 * 1024 }),
+      .default({ backend: 'sqlite', schema: 'public', pool_size: 10, inline_max_size: 64 * 1024 }),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

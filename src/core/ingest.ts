@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { BlobStore, BlobWriter } from '../store/blob-store.ts';
+import type { BlobStore, BlobSink } from '../store/blob-store.ts';
 import type { AddedMessage, DataStore, Delivery, NewMessage } from '../store/data-store.ts';
 import type { PubSub } from './pubsub.ts';
 import { MimeIndexer } from '../mime/indexer.ts';
@@ -27,7 +27,7 @@ export interface IngestTarget {
 
 export class MessageSink {
   private indexer = new MimeIndexer();
-  private writer: BlobWriter;
+  private writer: BlobSink;
   private aborted = false;
   private indexed: Promise<MessageIndex> | null = null;
 

@@ -5,10 +5,13 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
+import { ChunkBlobWriter, readChunks, type ChunkStore } from './blob-chunks.ts';
 
 /**
- * Content-addressed message files: data_dir/blobs/ab/<sha256>. Identical messages
- * (one message to many recipients) share one file.
+ * The message bytes, content-addressed by SHA-256 (one copy for many recipients).
+ * Small messages (store.inline_max_size) are handed back to be stored in the
+ * database row with the delivery. Larger ones are files, data_dir/blobs/ab/<sha256>
+ * — or, with a ChunkStore (PostgreSQL: nodes share no filesystem), database chunks.
  *
  * A blob is written to a temp file, fsynced, renamed into place and its directory
  * fsynced before `finish()` resolves: the rows that point at it are committed only
@@ -26,6 +29,17 @@ export interface BlobStoreOptions {
   inlineMaxSize?: number;
   /** Reads an inline message back (from the data store); null if the hash is a file. */
   loadInline?: (hash: string) => Promise<Buffer | null>;
+  /** Large messages go to the database in chunks instead of files. */
+  chunks?: ChunkStore;
+}
+
+/** What ingest writes a message into: a file writer or a database chunk writer. */
+export interface BlobSink {
+  readonly size: number;
+  write(chunk: Buffer): void;
+  drained(): Promise<void>;
+  finish(): Promise<StoredBlob>;
+  abort(): Promise<void>;
 }
 
 const FLUSH_AT = 256 * 1024;
@@ -39,6 +53,7 @@ const writeFd = (fd: number, buf: Buffer): Promise<number> =>
 export class BlobStore {
   readonly root: string;
   private tmpDir: string;
+  private chunks: ChunkStore | null;
   private seq = 0;
   /** Fan-out directories known to exist, with an open fd for fsyncing them. */
   private dirs = new Map<string, DirSync>();
@@ -49,8 +64,10 @@ export class BlobStore {
   constructor(dataDir: string, opts: BlobStoreOptions = {}) {
     this.inlineMaxSize = opts.inlineMaxSize ?? 0;
     this.loadInline = opts.loadInline ?? (async () => null);
+    this.chunks = opts.chunks ?? null;
     this.root = path.join(dataDir, 'blobs');
     this.tmpDir = path.join(dataDir, 'tmp');
+    if (this.chunks) return; // no files at all
     fs.mkdirSync(this.tmpDir, { recursive: true, mode: 0o750 });
     fs.mkdirSync(this.root, { recursive: true, mode: 0o750 });
     // Leftovers of writes interrupted by a crash were never acknowledged.
@@ -61,7 +78,8 @@ export class BlobStore {
     return path.join(this.root, hash.slice(0, 2), hash);
   }
 
-  writer(): BlobWriter {
+  writer(): BlobSink {
+    if (this.chunks) return new ChunkBlobWriter(this.chunks, this.inlineMaxSize);
     return new BlobWriter(this, path.join(this.tmpDir, `${process.pid}.${Date.now()}.${++this.seq}`));
   }
 
@@ -77,6 +95,7 @@ export class BlobStore {
     this.loadInline(hash).then(
       (data) => {
         if (data) out.end(data.subarray(start ?? 0, end ?? data.length));
+        else if (this.chunks) pipeline(readChunks(this.chunks, hash, start, end), out).catch((e) => out.destroy(e as Error));
         else pipeline(fs.createReadStream(this.pathOf(hash), { start, end: end === undefined ? undefined : end - 1 }), out).catch((e) => out.destroy(e as Error));
       },
       (err) => out.destroy(err as Error),
@@ -85,11 +104,17 @@ export class BlobStore {
   }
 
   async readAll(hash: string): Promise<Buffer> {
-    return (await this.loadInline(hash)) ?? fsp.readFile(this.pathOf(hash));
+    const inline = await this.loadInline(hash);
+    if (inline) return inline;
+    if (!this.chunks) return fsp.readFile(this.pathOf(hash));
+    const parts: Buffer[] = [];
+    for await (const c of readChunks(this.chunks, hash)) parts.push(c as Buffer);
+    return Buffer.concat(parts);
   }
 
   async exists(hash: string): Promise<boolean> {
     if (await this.loadInline(hash)) return true;
+    if (this.chunks) return (await this.chunks.chunk(hash, 0)) !== null;
     try {
       await fsp.access(this.pathOf(hash));
       return true;
@@ -160,11 +185,13 @@ class DirSync {
   }
 }
 
-export class BlobWriter {
+export class BlobWriter implements BlobSink {
   private hash = crypto.createHash('sha256');
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private fd: fsp.FileHandle | null = null;
+  /** Set synchronously by flush(): the file exists or is being opened (fd is set later, asynchronously). */
+  private flushed = false;
   private chain: Promise<void> = Promise.resolve();
   private failed: Error | null = null;
   size = 0;
@@ -192,6 +219,7 @@ export class BlobWriter {
     const data = Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
+    this.flushed = true;
     this.chain = this.chain.then(async () => {
       if (this.failed) return;
       try {
@@ -205,14 +233,14 @@ export class BlobWriter {
 
   async finish(): Promise<StoredBlob> {
     const hash = this.hash.digest('hex');
-    if (!this.fd && this.size <= this.store.inlineMaxSize) {
+    if (!this.flushed && this.size <= this.store.inlineMaxSize) {
       // Small message: its bytes go into the same transaction as its rows, made
       // durable by the group commit's one fsync instead of a file + directory fsync.
       const data = Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
       return { hash, size: this.size, data };
     }
-    if (!this.fd) {
+    if (!this.flushed) {
       // Whole message in memory (the common case): open, write, fsync, close.
       const data = Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
@@ -234,7 +262,7 @@ export class BlobWriter {
         await this.abort();
         throw this.failed;
       }
-      const fh = this.fd;
+      const fh = this.fd!;
       this.fd = null;
       try {
         await fh.sync();

@@ -1,4 +1,5 @@
-import { CompiledQuery, sql, type Compilable, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, PostgresAdapter, sql, type Compilable, type Kysely, type Transaction } from 'kysely';
+import type { ChunkStore } from './blob-chunks.ts';
 import type { Database } from './schema.ts';
 import { MailError } from '../core/errors.ts';
 
@@ -75,7 +76,7 @@ const now = () => Date.now();
  * The data store: every SQL statement of Postern lives behind this class, written
  * once in kysely's query builder for every backend. Protocol code never sees SQL.
  */
-export class DataStore {
+export class DataStore implements ChunkStore {
   constructor(
     readonly db: Kysely<Database>,
     private readonly hasFts: boolean,
@@ -100,8 +101,43 @@ export class DataStore {
   private qAccount = this.precompiled((db) => db.selectFrom('accounts').selectAll().where('email', '=', '?'));
   private qAliasTargets = this.precompiled((db) => db.selectFrom('aliases').select('target').where('address', '=', '?').orderBy('target'));
 
+  private get postgres(): boolean {
+    return this.db.getExecutor().adapter instanceof PostgresAdapter;
+  }
+
   async close(): Promise<void> {
     await this.db.destroy();
+  }
+
+  // ---- large message chunks (blobs in the database; see blob-chunks.ts) ----
+
+  async putChunk(key: string, seq: number, data: Buffer): Promise<void> {
+    await this.db.insertInto('blob_chunks').values({ hash: key, seq, data, created_at: now() }).execute();
+  }
+
+  async installChunks(tmpKey: string, hash: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const stored = await trx.selectFrom('blob_chunks').select('seq').where('hash', '=', hash).limit(1).executeTakeFirst();
+      if (stored) await trx.deleteFrom('blob_chunks').where('hash', '=', tmpKey).execute();
+      else await trx.updateTable('blob_chunks').set({ hash }).where('hash', '=', tmpKey).execute();
+    });
+  }
+
+  async deleteChunks(key: string): Promise<void> {
+    await this.db.deleteFrom('blob_chunks').where('hash', '=', key).execute();
+  }
+
+  async chunk(hash: string, seq: number): Promise<Buffer | null> {
+    return (await this.db.selectFrom('blob_chunks').select('data').where('hash', '=', hash).where('seq', '=', seq).executeTakeFirst())?.data ?? null;
+  }
+
+  /**
+   * Chunks of messages whose upload was interrupted (a crash mid-DATA). Only old
+   * ones: another node may be receiving a message right now.
+   */
+  async deleteAbandonedChunks(olderThanMs: number): Promise<number> {
+    const r = await this.db.deleteFrom('blob_chunks').where('hash', 'like', 'tmp:%').where('created_at', '<', now() - olderThanMs).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   // ---- domains ----
@@ -284,11 +320,33 @@ export class DataStore {
 
   /** The backend-neutral version (kysely); tests run it against SQLite too. */
   async addMessagesPortable(batch: NewMessage[]): Promise<AddedMessage[][]> {
-    return this.db.transaction().execute(async (trx) => {
-      const out: AddedMessage[][] = [];
-      for (const m of batch) out.push(await this.addOne(trx, m));
-      return out;
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(async (trx) => {
+          if (this.postgres) await this.lockAccounts(trx, batch);
+          const out: AddedMessage[][] = [];
+          for (const m of batch) out.push(await this.addOne(trx, m));
+          return out;
+        });
+      } catch (err) {
+        // PostgreSQL may still abort a transaction for serialization reasons; it did
+        // not commit, so running it again is safe.
+        const code = (err as { code?: string }).code;
+        if (attempt >= 5 || (code !== '40P01' && code !== '40001')) throw err;
+      }
+    }
+  }
+
+  /**
+   * Several nodes commit deliveries concurrently. Each transaction bumps account
+   * modseqs and mailbox uidnexts; taking the account rows first, in id order, makes
+   * every transaction lock in the same order, so two batches for the same users
+   * wait for each other instead of deadlocking. The row locks also serialise UID
+   * and modseq assignment per account across nodes.
+   */
+  private async lockAccounts(trx: Transaction<Database>, batch: NewMessage[]): Promise<void> {
+    const ids = [...new Set(batch.flatMap((m) => m.deliveries.map((d) => d.accountId)))].sort((a, b) => a - b);
+    if (ids.length) await trx.selectFrom('accounts').select('id').where('id', 'in', ids).orderBy('id').forUpdate().execute();
   }
 
   private async addOne(trx: Transaction<Database>, m: NewMessage): Promise<AddedMessage[]> {

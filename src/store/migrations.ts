@@ -1,10 +1,19 @@
-import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { PostgresAdapter, sql, type ColumnDefinitionBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 /**
  * Versioned schema migrations, one source of truth for every backend (kysely's
  * schema builder emits the right DDL per dialect). Never edit a released
  * migration: add the next one.
  */
+const isPostgres = (db: Kysely<unknown>) => db.getExecutor().adapter instanceof PostgresAdapter;
+
+/**
+ * Surrogate keys: SQLite's INTEGER PRIMARY KEY AUTOINCREMENT, PostgreSQL's serial.
+ * (The SQLite DDL is unchanged from the first release.)
+ */
+const idType = (db: Kysely<unknown>) => (isPostgres(db) ? 'serial' : 'integer');
+const idColumn = (db: Kysely<unknown>, c: ColumnDefinitionBuilder) => (isPostgres(db) ? c.primaryKey() : c.primaryKey().autoIncrement());
+
 const migrations: Record<string, Migration> = {
   '0001_initial': {
     async up(db: Kysely<unknown>) {
@@ -15,7 +24,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('accounts')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
         .addColumn('email', 'text', (c) => c.notNull().unique())
         .addColumn('password_hash', 'text')
         .addColumn('display_name', 'text')
@@ -26,7 +35,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('aliases')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
         .addColumn('address', 'text', (c) => c.notNull())
         .addColumn('target', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
@@ -34,7 +43,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('mailboxes')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
         .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('special_use', 'text')
@@ -54,7 +63,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('messages')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
         .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
         .addColumn('mailbox_id', 'integer', (c) => c.notNull().references('mailboxes.id').onDelete('cascade'))
         .addColumn('uid', 'bigint', (c) => c.notNull())
@@ -72,7 +81,7 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('messages_blob').on('messages').column('blob_hash').execute();
       await db.schema
         .createTable('changes')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
         .addColumn('account_id', 'integer', (c) => c.notNull())
         .addColumn('modseq', 'bigint', (c) => c.notNull())
         .addColumn('mailbox_id', 'integer')
@@ -84,7 +93,7 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('changes_account_modseq').on('changes').columns(['account_id', 'modseq']).execute();
       await db.schema
         .createTable('queue')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
         .addColumn('queue_id', 'text', (c) => c.notNull())
         .addColumn('sender', 'text', (c) => c.notNull())
         .addColumn('recipient', 'text', (c) => c.notNull())
@@ -102,7 +111,7 @@ const migrations: Record<string, Migration> = {
     // Small messages are stored in the row itself (store.inline_max_size), so one
     // group commit makes a whole batch of deliveries durable with one fsync.
     async up(db: Kysely<unknown>) {
-      const type = db.getExecutor().adapter instanceof PostgresAdapter ? 'bytea' : 'blob';
+      const type = isPostgres(db) ? 'bytea' : 'blob';
       await db.schema.alterTable('blobs').addColumn('data', type).execute();
     },
   },
@@ -111,6 +120,21 @@ const migrations: Record<string, Migration> = {
     // after the delivery is acknowledged; see SqliteMessageWriter.flushSearch).
     async up(db: Kysely<unknown>) {
       await db.schema.createTable('search_pending').addColumn('hash', 'text', (c) => c.primaryKey()).execute();
+    },
+  },
+  '0004_blob_chunks': {
+    // Messages over store.inline_max_size when the blobs live in the database
+    // (PostgreSQL: nodes share no filesystem), in fixed-size pieces so reading and
+    // writing stream with bounded memory. `hash` is "tmp:<id>" while being written.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('blob_chunks')
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('seq', 'integer', (c) => c.notNull())
+        .addColumn('data', isPostgres(db) ? 'bytea' : 'blob', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('blob_chunks_pk', ['hash', 'seq'])
+        .execute();
     },
   },
 };

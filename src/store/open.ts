@@ -4,6 +4,8 @@ import { BlobStore } from './blob-store.ts';
 import { DataStore } from './data-store.ts';
 import { openSqlite } from './sqlite/open.ts';
 import { SqliteMessageWriter } from './sqlite/message-writer.ts';
+import { openPostgres, type PostgresOptions } from './postgres/open.ts';
+import type { Config } from '../config/schema.ts';
 
 export interface Stores {
   data: DataStore;
@@ -11,7 +13,6 @@ export interface Stores {
   close(): Promise<void>;
 }
 
-/** Opens the embedded backend (SQLite + blob files) in data_dir. */
 export interface OpenOptions {
   /** Commit deliveries on a separate thread (the server); CLI commands write in-line. */
   writerThread?: boolean;
@@ -19,6 +20,33 @@ export interface OpenOptions {
   inlineMaxSize?: number;
 }
 
+/** Opens the configured backend: `[store] backend`. */
+export async function openStoresFromConfig(config: Pick<Config, 'data_dir' | 'store'>, opts: Pick<OpenOptions, 'writerThread'> = {}): Promise<Stores> {
+  const st = config.store;
+  if (st.backend === 'postgres') return openPostgresStores({ url: st.url, schema: st.schema, poolSize: st.pool_size }, st.inline_max_size);
+  return openStores(config.data_dir, { ...opts, inlineMaxSize: st.inline_max_size });
+}
+
+/**
+ * PostgreSQL: everything in the database — rows, small messages inline, large ones
+ * in chunks — so any node can serve any mailbox without a shared filesystem.
+ */
+export async function openPostgresStores(pgOpts: PostgresOptions, inlineMaxSize = 64 * 1024): Promise<Stores> {
+  const { db } = await openPostgres(pgOpts);
+  const data = new DataStore(db, false);
+  // Interrupted uploads; an hour is far longer than any DATA phase.
+  await data.deleteAbandonedChunks(3_600_000);
+  const blobs = new BlobStore('', { inlineMaxSize, loadInline: (hash) => data.inlineBlob(hash), chunks: data });
+  return {
+    data,
+    blobs,
+    async close() {
+      await data.close();
+    },
+  };
+}
+
+/** Opens the embedded backend (SQLite + blob files) in data_dir. */
 export async function openStores(dataDir: string, opts: OpenOptions = {}): Promise<Stores> {
   const { db, raw } = await openSqlite(dataDir);
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;

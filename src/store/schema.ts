@@ -108,6 +108,7 @@ export interface Database {
   mailboxes: MailboxesTable;
   blobs: BlobsTable;
   search_pending: { hash: string };
+  blob_chunks: { hash: string; seq: number; data: Buffer; created_at: number };
   messages: MessagesTable;
   changes: ChangesTable;
   queue: QueueTable;

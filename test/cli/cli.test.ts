@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { postern, run, SENDMAIL, writeConfig } from '../helpers/cli.ts';
+import { storeToml } from '../helpers/backend.ts';
 import { startTestServer, inbox, blobText, tempDir, type TestServer } from '../helpers/server.ts';
 
 let t: TestServer;
@@ -11,7 +12,7 @@ let cfg: string;
 before(async () => {
   t = await startTestServer();
   // A config file describing the running test server, for the CLI.
-  cfg = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\n[listen]\nlocal = "${t.socketPath}"\n`);
+  cfg = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\n[listen]\nlocal = "${t.socketPath}"\n${storeToml(t.store)}`);
 });
 after(async () => t.stop());
 

@@ -6,6 +6,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { hashPassword } from '../../src/auth/password.ts';
+import { dropTestStore, testStore, type TestStore } from './backend.ts';
 
 export interface TestServer {
   server: RunningServer;
@@ -13,6 +14,8 @@ export interface TestServer {
   smtpPort: number;
   lmtpPort: number;
   socketPath: string;
+  /** The PostgreSQL test store (undefined on SQLite): for CLI configs pointing at this server's data. */
+  store: TestStore | undefined;
   stop(): Promise<void>;
 }
 
@@ -27,6 +30,7 @@ export function tempDir(prefix = 'postern-test-'): string {
  */
 export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[] } = {}): Promise<TestServer> {
   const dir = tempDir();
+  const pgStore = testStore();
   const config = parseConfig(
     {
       hostname: 'mx.example.test',
@@ -35,6 +39,7 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
       listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
       log: { level: 'silent' },
       ...overrides,
+      store: { ...pgStore, ...overrides.store },
     },
     'test',
   );
@@ -49,8 +54,10 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
     smtpPort: port('smtp'),
     lmtpPort: port('lmtp'),
     socketPath: config.listen.local,
+    store: pgStore,
     async stop() {
       await server.stop();
+      await dropTestStore(pgStore);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, missing, SENDMAIL, writeConfig } from '../helpers/cli.ts';
+import { storeToml } from '../helpers/backend.ts';
 import { startTestServer, inbox, blobText, type TestServer } from '../helpers/server.ts';
 
 const skip = missing('s-nail');
@@ -9,7 +10,7 @@ let cfg: string;
 before(async () => {
   if (skip) return;
   t = await startTestServer();
-  cfg = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\n[listen]\nlocal = "${t.socketPath}"\n`);
+  cfg = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\n[listen]\nlocal = "${t.socketPath}"\n${storeToml(t.store)}`);
 });
 after(async () => t?.stop());
 

@@ -343,7 +343,8 @@ test('smtp.greet_delay: the MX greeting waits, and a client that talks first get
 // The database writer thread gone (crash, OOM kill of the thread): a message gets a
 // temporary failure at once — it stays with the client — instead of a hang.
 test('if the database writer thread dies, DATA gets 451 and the session goes on', async () => {
-  const s = await startTestServer();
+  // The writer thread is the SQLite backend's (PostgreSQL commits from the pool).
+  const s = await startTestServer({ store: { backend: 'sqlite' } });
   try {
     const writer = (s.server.ctx.data as unknown as { fastWriter: { worker: { terminate(): Promise<number> } } }).fastWriter;
     await writer.worker.terminate();

@@ -19,7 +19,8 @@ const ftsRows = async (db: Kysely<Database>, word: string) =>
  * was lost in a crash is re-indexed from the stored message at the next start.
  */
 test('delivered messages reach the full-text index; entries lost in a crash are rebuilt at start', async () => {
-  const t = await startTestServer();
+  // SQLite's FTS5 index (PostgreSQL search comes with IMAP SEARCH).
+  const t = await startTestServer({ store: { backend: 'sqlite' } });
   const dir = t.dir;
   try {
     const c = await SmtpTestClient.connect({ port: t.smtpPort });

@@ -1,0 +1,55 @@
+import pg from 'pg';
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
+import type { Database } from '../schema.ts';
+import { migrationProvider } from '../migrations.ts';
+
+export interface PostgresOptions {
+  /** postgres://…; undefined: libpq's PG* environment variables. */
+  url?: string;
+  /** Schema holding the tables (created if missing); "public" by default. */
+  schema: string;
+  poolSize: number;
+}
+
+/**
+ * BIGINT (OID 20) columns hold UIDs, modseqs, sizes and millisecond timestamps,
+ * all far below 2^53: read them as numbers, like SQLite does, instead of pg's
+ * default strings. Per pool, not pg's global type registry.
+ */
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20) return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+/**
+ * Opens the PostgreSQL backend: a connection pool whose sessions use `schema`, and
+ * the same versioned migrations as SQLite. kysely's migrator takes a lock (an
+ * advisory lock inside a transaction on PostgreSQL), so nodes starting together do
+ * not race: one migrates, the others wait and find the schema current.
+ */
+export async function openPostgres(opts: PostgresOptions): Promise<{ db: Kysely<Database>; pool: pg.Pool }> {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize,
+    types,
+    // search_path for every session of the pool: the schema first, so unqualified names resolve there.
+    options: `-c search_path=${opts.schema}`,
+  });
+  pool.on('error', () => undefined); // an idle client's connection dropped: the pool replaces it
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    if (opts.schema !== 'public') await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(opts.schema)}`.execute(db);
+    const migrator = new Migrator({ db, provider: migrationProvider, migrationTableSchema: opts.schema });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error');
+      throw new Error(`database migration ${failed?.migrationName ?? ''} failed on PostgreSQL (schema ${opts.schema}): ${(error as Error).message}`);
+    }
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  return { db, pool };
+}
