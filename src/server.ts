@@ -6,7 +6,6 @@ import { createLogger } from './log/logger.ts';
 import { openStoresFromConfig, type Stores } from './store/open.ts';
 import { backfillSearch } from './core/search-backfill.ts';
 import { StartupError } from './core/errors.ts';
-import { LocalPubSub } from './core/pubsub.ts';
 import { InternalDirectory } from './directory/directory.ts';
 import { Ingest } from './core/ingest.ts';
 import type { Context } from './core/context.ts';
@@ -24,8 +23,11 @@ export interface RunningServer {
 /** Builds the context (stores, directory, ingest) from a config. Used by `serve` and tests. */
 export async function createContext(config: Config, log?: Logger): Promise<{ ctx: Context; stores: Stores }> {
   const logger = log ?? createLogger(config.log);
-  const stores = await openStoresFromConfig(config, { writerThread: true });
-  const pubsub = new LocalPubSub();
+  const stores = await openStoresFromConfig(config, {
+    writerThread: true,
+    onPubSubError: (err) => logger.warn({ err }, 'change notifications between nodes interrupted (PostgreSQL LISTEN); reconnecting'),
+  });
+  const pubsub = stores.pubsub;
   const ctx: Context = {
     config,
     log: logger,

@@ -6,10 +6,14 @@ import { openSqlite } from './sqlite/open.ts';
 import { SqliteMessageWriter } from './sqlite/message-writer.ts';
 import { openPostgres, type PostgresOptions } from './postgres/open.ts';
 import type { Config } from '../config/schema.ts';
+import { LocalPubSub, type PubSub } from '../core/pubsub.ts';
+import { PostgresPubSub } from './postgres/pubsub.ts';
 
 export interface Stores {
   data: DataStore;
   blobs: BlobStore;
+  /** Change notifications: in-process on SQLite, LISTEN/NOTIFY between nodes on PostgreSQL. */
+  pubsub: PubSub;
   close(): Promise<void>;
 }
 
@@ -21,9 +25,12 @@ export interface OpenOptions {
 }
 
 /** Opens the configured backend: `[store] backend`. */
-export async function openStoresFromConfig(config: Pick<Config, 'data_dir' | 'store'>, opts: Pick<OpenOptions, 'writerThread'> = {}): Promise<Stores> {
+export async function openStoresFromConfig(
+  config: Pick<Config, 'data_dir' | 'store'>,
+  opts: Pick<OpenOptions, 'writerThread'> & { onPubSubError?: (err: Error) => void } = {},
+): Promise<Stores> {
   const st = config.store;
-  if (st.backend === 'postgres') return openPostgresStores({ url: st.url, schema: st.schema, poolSize: st.pool_size }, st.inline_max_size);
+  if (st.backend === 'postgres') return openPostgresStores({ url: st.url, schema: st.schema, poolSize: st.pool_size }, st.inline_max_size, opts.onPubSubError);
   return openStores(config.data_dir, { ...opts, inlineMaxSize: st.inline_max_size });
 }
 
@@ -31,16 +38,25 @@ export async function openStoresFromConfig(config: Pick<Config, 'data_dir' | 'st
  * PostgreSQL: everything in the database — rows, small messages inline, large ones
  * in chunks — so any node can serve any mailbox without a shared filesystem.
  */
-export async function openPostgresStores(pgOpts: PostgresOptions, inlineMaxSize = 64 * 1024): Promise<Stores> {
-  const { db } = await openPostgres(pgOpts);
+export async function openPostgresStores(pgOpts: PostgresOptions, inlineMaxSize = 64 * 1024, onPubSubError?: (err: Error) => void): Promise<Stores> {
+  const { db, pool, clientConfig } = await openPostgres(pgOpts);
   const data = new DataStore(db, false);
   // Interrupted uploads; an hour is far longer than any DATA phase.
   await data.deleteAbandonedChunks(3_600_000);
   const blobs = new BlobStore('', { inlineMaxSize, loadInline: (hash) => data.inlineBlob(hash), chunks: data });
+  const pubsub = new PostgresPubSub(pool, clientConfig, pgOpts.schema, onPubSubError);
+  try {
+    await pubsub.start();
+  } catch (err) {
+    await data.close();
+    throw err;
+  }
   return {
     data,
     blobs,
+    pubsub,
     async close() {
+      await pubsub.close();
       await data.close();
     },
   };
@@ -56,6 +72,7 @@ export async function openStores(dataDir: string, opts: OpenOptions = {}): Promi
   return {
     data,
     blobs,
+    pubsub: new LocalPubSub(),
     async close() {
       await thread?.close();
       inline?.flushSearch();

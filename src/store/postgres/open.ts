@@ -25,21 +25,30 @@ const types = {
 
 /**
  * Opens the PostgreSQL backend: a connection pool whose sessions use `schema`, and
- * the same versioned migrations as SQLite. kysely's migrator takes a lock (an
- * advisory lock inside a transaction on PostgreSQL), so nodes starting together do
- * not race: one migrates, the others wait and find the schema current.
+ * the same versioned migrations as SQLite, run under an advisory lock so nodes
+ * starting together do not race: one migrates, the others wait and find the
+ * schema current.
  */
-export async function openPostgres(opts: PostgresOptions): Promise<{ db: Kysely<Database>; pool: pg.Pool }> {
-  const pool = new pg.Pool({
+export async function openPostgres(opts: PostgresOptions): Promise<{ db: Kysely<Database>; pool: pg.Pool; clientConfig: pg.ClientConfig }> {
+  const clientConfig: pg.ClientConfig = {
     connectionString: opts.url,
-    max: opts.poolSize,
     types,
-    // search_path for every session of the pool: the schema first, so unqualified names resolve there.
+    // search_path for every session: the schema first, so unqualified names resolve there.
     options: `-c search_path=${opts.schema}`,
-  });
+  };
+  const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize });
   pool.on('error', () => undefined); // an idle client's connection dropped: the pool replaces it
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // Nodes starting together on a new database would race in CREATE SCHEMA and in
+  // creating kysely's own migration tables (PostgreSQL reports duplicate keys for
+  // concurrent CREATE … IF NOT EXISTS): one session-level advisory lock per schema
+  // makes them take turns; the second finds everything current.
+  const lockClient = await pool.connect().catch(async (err: Error) => {
+    await db.destroy();
+    throw new Error(`cannot connect to PostgreSQL (config key store.url${opts.url ? '' : ', or the PG* environment variables'}): ${err.message}`);
+  });
   try {
+    await lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`postern-migrate:${opts.schema}`]);
     if (opts.schema !== 'public') await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(opts.schema)}`.execute(db);
     const migrator = new Migrator({ db, provider: migrationProvider, migrationTableSchema: opts.schema });
     const { error, results } = await migrator.migrateToLatest();
@@ -48,8 +57,11 @@ export async function openPostgres(opts: PostgresOptions): Promise<{ db: Kysely<
       throw new Error(`database migration ${failed?.migrationName ?? ''} failed on PostgreSQL (schema ${opts.schema}): ${(error as Error).message}`);
     }
   } catch (err) {
+    lockClient.release(true);
     await db.destroy();
     throw err;
   }
-  return { db, pool };
+  await lockClient.query('SELECT pg_advisory_unlock(hashtext($1))', [`postern-migrate:${opts.schema}`]);
+  lockClient.release();
+  return { db, pool, clientConfig };
 }
