@@ -63,7 +63,7 @@ function finish(config: Config, file: string | null): Config {
   config.data_dir = path.resolve(base, config.data_dir);
   if (file === null) {
     // Embedded development defaults: loopback, standard port + 2000, domain localhost.
-    config.listen = { smtp: '127.0.0.1:2025', lmtp: '127.0.0.1:2024', local: 'postern.sock' };
+    config.listen = { smtp: '127.0.0.1:2025', lmtp: '127.0.0.1:2024', local: 'postern.sock', proxy_protocol: [] };
     if (config.domains.length === 0) config.domains = ['localhost'];
   }
   if (!config.listen.local) config.listen.local = 'postern.sock';

@@ -10,6 +10,8 @@ import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
 import { ConnectionLimiter, ErrorCounter } from './limits.ts';
+import { useProxyProtocol } from './proxy-listener.ts';
+import { TrustedProxies } from '../net/proxy-protocol.ts';
 import type { Resolution } from '../directory/directory.ts';
 
 /**
@@ -134,6 +136,11 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
       );
     },
   });
+
+  // Behind a TCP load balancer: the client's address comes from its PROXY header (listen.proxy_protocol).
+  if (mode !== 'local' && ctx.config.listen.proxy_protocol.length) {
+    useProxyProtocol(server, new TrustedProxies(ctx.config.listen.proxy_protocol), log);
+  }
 
   async function handleRcpt(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const addr = address.address;
