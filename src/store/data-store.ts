@@ -62,6 +62,16 @@ export interface NewMessage {
   queue: { queueId: string; sender: string; recipients: string[] } | null;
 }
 
+export interface QueueEntry {
+  id: number;
+  queueId: string;
+  sender: string;
+  recipient: string;
+  blobHash: string;
+  attempts: number;
+  leaseUntil: number;
+}
+
 export interface AddedMessage {
   accountId: number;
   mailboxId: number;
@@ -301,6 +311,95 @@ export class DataStore implements ChunkStore {
   /** The bytes of an inline (small) message, or null when it lives in a blob file. */
   async inlineBlob(hash: string): Promise<Buffer | null> {
     return (await this.db.selectFrom('blobs').select('data').where('hash', '=', hash).executeTakeFirst())?.data ?? null;
+  }
+
+  // ---- policy state shared by every node (bans, failure counters, greylisting, rates) ----
+
+  /**
+   * Counts one event for `key` in a fixed window: the first event starts a window
+   * of `windowMs`; later ones add to it until it expires, then counting restarts.
+   * Atomic (one upsert), so concurrent nodes never lose a count. Returns the count.
+   */
+  async bumpCounter(kind: string, key: string, windowMs: number, at = now()): Promise<number> {
+    const r = await this.db
+      .insertInto('policy_state')
+      .values({ kind, key, value: 1, expires_at: at + windowMs })
+      .onConflict((oc) =>
+        oc.columns(['kind', 'key']).doUpdateSet({
+          value: sql`CASE WHEN policy_state.expires_at <= ${at} THEN 1 ELSE policy_state.value + 1 END`,
+          expires_at: sql`CASE WHEN policy_state.expires_at <= ${at} THEN ${at + windowMs} ELSE policy_state.expires_at END`,
+        }),
+      )
+      .returning('value')
+      .executeTakeFirstOrThrow();
+    return Number(r.value);
+  }
+
+  /** A live entry (e.g. a ban until expires_at), or null when absent or expired. */
+  async getState(kind: string, key: string, at = now()): Promise<{ value: number; expiresAt: number } | null> {
+    const r = await this.db.selectFrom('policy_state').select(['value', 'expires_at']).where('kind', '=', kind).where('key', '=', key).where('expires_at', '>', at).executeTakeFirst();
+    return r ? { value: Number(r.value), expiresAt: Number(r.expires_at) } : null;
+  }
+
+  async putState(kind: string, key: string, value: number, expiresAt: number): Promise<void> {
+    await this.db
+      .insertInto('policy_state')
+      .values({ kind, key, value, expires_at: expiresAt })
+      .onConflict((oc) => oc.columns(['kind', 'key']).doUpdateSet({ value, expires_at: expiresAt }))
+      .execute();
+  }
+
+  async deleteState(kind: string, key: string): Promise<void> {
+    await this.db.deleteFrom('policy_state').where('kind', '=', kind).where('key', '=', key).execute();
+  }
+
+  /** Live entries of one kind (e.g. `postern ban list`). */
+  async listState(kind: string, at = now()): Promise<Array<{ key: string; value: number; expiresAt: number }>> {
+    const rows = await this.db.selectFrom('policy_state').select(['key', 'value', 'expires_at']).where('kind', '=', kind).where('expires_at', '>', at).orderBy('key').execute();
+    return rows.map((r) => ({ key: r.key, value: Number(r.value), expiresAt: Number(r.expires_at) }));
+  }
+
+  async purgeExpiredState(at = now()): Promise<number> {
+    const r = await this.db.deleteFrom('policy_state').where('expires_at', '<=', at).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  // ---- outbound queue: claiming work ----
+
+  /**
+   * Claims up to `limit` queue entries that are due, for `leaseMs`: they move to
+   * status 'sending' with a lease, and no other node can claim them until the lease
+   * expires (a node that died mid-delivery gives its work back that way). On
+   * PostgreSQL, FOR UPDATE SKIP LOCKED lets nodes claim concurrently without waiting
+   * for or duplicating each other; SQLite has one writer at a time anyway.
+   */
+  async claimQueue(limit: number, leaseMs: number, at = now()): Promise<QueueEntry[]> {
+    const due = this.db
+      .selectFrom('queue')
+      .select('id')
+      .where((eb) => eb.or([eb.and([eb('status', '=', 'active'), eb('next_attempt', '<=', at)]), eb.and([eb('status', '=', 'sending'), eb('lease_until', '<', at)])]))
+      .orderBy('next_attempt')
+      .orderBy('id')
+      .limit(limit);
+    const rows = await this.db
+      .updateTable('queue')
+      .set({ status: 'sending', lease_until: at + leaseMs, attempts: sql`attempts + 1` })
+      .where('id', 'in', this.postgres ? due.forUpdate().skipLocked() : due)
+      .returningAll()
+      .execute();
+    return rows
+      .map((r) => ({ id: r.id, queueId: r.queue_id, sender: r.sender, recipient: r.recipient, blobHash: r.blob_hash, attempts: Number(r.attempts), leaseUntil: Number(r.lease_until) }))
+      .sort((x, y) => x.id - y.id);
+  }
+
+  /** A claimed entry was delivered (or bounced): it leaves the queue. */
+  async completeQueueEntry(id: number): Promise<void> {
+    await this.db.deleteFrom('queue').where('id', '=', id).execute();
+  }
+
+  /** A claimed entry failed temporarily: back to 'active', due again at `nextAttempt`. */
+  async retryQueueEntry(id: number, nextAttempt: number, error: string): Promise<void> {
+    await this.db.updateTable('queue').set({ status: 'active', lease_until: null, next_attempt: nextAttempt, last_error: error }).where('id', '=', id).execute();
   }
 
   async countQueued(): Promise<number> {

@@ -137,6 +137,24 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_policy_state_queue_lease': {
+    async up(db: Kysely<unknown>) {
+      // Counters, bans, greylist entries: state every node must share (a ban on
+      // node A holds on node B), each row with its expiry.
+      await db.schema
+        .createTable('policy_state')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('value', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('policy_state_pk', ['kind', 'key'])
+        .execute();
+      await db.schema.createIndex('policy_state_expiry').on('policy_state').column('expires_at').execute();
+      // A claimed queue entry belongs to one node until its lease runs out (a node
+      // that dies mid-delivery gives its work back by letting the lease expire).
+      await db.schema.alterTable('queue').addColumn('lease_until', 'bigint').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -99,6 +99,15 @@ export interface QueueTable {
   next_attempt: number;
   last_error: string | null;
   created_at: number;
+  /** While status = 'sending': the claiming node's lease (ms since epoch). */
+  lease_until: number | null;
+}
+
+export interface PolicyStateTable {
+  kind: string;
+  key: string;
+  value: number;
+  expires_at: number;
 }
 
 export interface Database {
@@ -108,6 +117,7 @@ export interface Database {
   mailboxes: MailboxesTable;
   blobs: BlobsTable;
   search_pending: { hash: string };
+  policy_state: PolicyStateTable;
   blob_chunks: { hash: string; seq: number; data: Buffer; created_at: number };
   messages: MessagesTable;
   changes: ChangesTable;

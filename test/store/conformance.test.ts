@@ -199,3 +199,58 @@ test('a BlobStore with a chunk store writes no files', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const backend of backends) {
+  test(`store conformance (${backend.name}): policy state is shared — counters, bans and expiry seen from every handle`, async () => {
+    const { a, b, cleanup } = await backend.open();
+    try {
+      const t0 = 1_800_000_000_000;
+      // Concurrent failures from one IP counted through both handles: no lost update.
+      const counts = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 && backend.concurrentHandles ? b : a).data.bumpCounter('auth-fail', '192.0.2.7', 600_000, t0)));
+      assert.deepEqual([...counts].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i + 1));
+      // The window expires: counting restarts at 1.
+      assert.equal(await b.data.bumpCounter('auth-fail', '192.0.2.7', 600_000, t0 + 600_000), 1);
+      // A ban written on A holds on B until it expires.
+      await a.data.putState('ban', '192.0.2.7', 1, t0 + 10_000);
+      assert.deepEqual(await b.data.getState('ban', '192.0.2.7', t0 + 9_999), { value: 1, expiresAt: t0 + 10_000 });
+      assert.equal(await b.data.getState('ban', '192.0.2.7', t0 + 10_000), null, 'expired');
+      assert.deepEqual((await b.data.listState('ban', t0)).map((x) => x.key), ['192.0.2.7']);
+      await b.data.deleteState('ban', '192.0.2.7');
+      assert.equal(await a.data.getState('ban', '192.0.2.7', t0), null);
+      await a.data.putState('greylist', 'x', 1, t0 + 1);
+      assert.ok((await a.data.purgeExpiredState(t0 + 1)) >= 1);
+    } finally {
+      await a.close();
+      await b.close();
+      await cleanup();
+    }
+  });
+
+  test(`store conformance (${backend.name}): queue claims never hand one entry to two nodes; an expired lease is claimable again`, async () => {
+    const { a, b, cleanup } = await backend.open();
+    try {
+      const t0 = 1_800_000_000_000;
+      const rows = Array.from({ length: 60 }, (_, i) => ({ queue_id: `Q${i}`, sender: 's@x.test', recipient: `r${i}@far.test`, blob_hash: 'h', status: 'active', attempts: 0, next_attempt: t0 - i, last_error: null, created_at: t0, lease_until: null }));
+      await a.data.db.insertInto('queue').values(rows).execute();
+      const claimed = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 && backend.concurrentHandles ? b : a).data.claimQueue(7, 60_000, t0)));
+      const ids = claimed.flat().map((e) => e.id);
+      assert.equal(ids.length, 60, 'every due entry claimed');
+      assert.equal(new Set(ids).size, 60, 'no entry claimed twice');
+      assert.deepEqual(await a.data.claimQueue(10, 60_000, t0 + 1), [], 'all leased');
+      const first = claimed.flat()[0]!;
+      await a.data.retryQueueEntry(first.id, t0 + 5_000, '451 try later');
+      assert.deepEqual(await b.data.claimQueue(10, 60_000, t0 + 4_999), []);
+      const again = await b.data.claimQueue(10, 60_000, t0 + 5_000);
+      assert.deepEqual(again.map((e) => e.id), [first.id]);
+      assert.equal(again[0]!.attempts, 2);
+      await b.data.completeQueueEntry(first.id);
+      // A node died holding leases: after they expire, another node takes the work.
+      const taken = await a.data.claimQueue(100, 60_000, t0 + 60_001);
+      assert.equal(taken.length, 59);
+    } finally {
+      await a.close();
+      await b.close();
+      await cleanup();
+    }
+  });
+}
