@@ -10,7 +10,9 @@
  * Default: a fresh Postern in a temp dir (config, domain, users via the CLI, `serve` as a child).
  * --target HOST:PORT benchmarks a running server instead (needs --count-cmd). See bench/README.md.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, execSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import pg from 'pg';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SmtpTestClient } from '../test/helpers/smtp-client.ts';
 import BetterSqlite3 from 'better-sqlite3';
-import { openStores } from '../src/store/open.ts';
+import { openPostgresStores, openStores, type Stores } from '../src/store/open.ts';
 import { hashPassword } from '../src/auth/password.ts';
 
 const HELP = `usage: npm run bench:smtp -- [options]
@@ -34,6 +36,13 @@ const HELP = `usage: npm run bench:smtp -- [options]
   --target H:P      benchmark an already running server instead of starting Postern
   --count-cmd CMD   with --target (required): shell command printing the delivered count
   --pid PID         with --target: sample this process's memory
+  --store B         sqlite (default) or postgres: the backend of the Postern under test
+  --pg-url URL      with --store postgres: the database (default $POSTERN_BENCH_PG or
+                    $POSTERN_TEST_PG); the run uses a fresh schema and drops it after
+  --nodes N         with --store postgres: N server processes on one database; the
+                    sessions are spread over them (default 1)
+  --prefill N       store N messages in user1's INBOX before the run (shows whether the
+                    cost per message grows with mailbox size; use with --users 1)
   --help`;
 
 const { values: o } = parseArgs({
@@ -49,6 +58,10 @@ const { values: o } = parseArgs({
     target: { type: 'string' },
     'count-cmd': { type: 'string' },
     pid: { type: 'string' },
+    store: { type: 'string', default: 'sqlite' },
+    'pg-url': { type: 'string' },
+    nodes: { type: 'string', default: '1' },
+    prefill: { type: 'string', default: '0' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -71,6 +84,23 @@ const USERS = int('users', o.users, 1);
 const CHUNK = int('chunk', o.chunk, 1);
 const SEED = int('seed', o.seed, 0);
 const DOMAIN = o.domain;
+const NODES = int('nodes', o.nodes, 1);
+const PREFILL = int('prefill', o.prefill, 0);
+const STORE = o.store;
+const PG_URL = o['pg-url'] ?? process.env.POSTERN_BENCH_PG ?? process.env.POSTERN_TEST_PG;
+if (STORE !== 'sqlite' && STORE !== 'postgres') {
+  console.error(`--store must be sqlite or postgres, got "${STORE}"`);
+  process.exit(1);
+}
+if (STORE === 'postgres' && !PG_URL) {
+  console.error('--store postgres needs a database: --pg-url postgres://… (or $POSTERN_BENCH_PG); .ci/start-postgres starts a throwaway one');
+  process.exit(1);
+}
+if (NODES > 1 && STORE !== 'postgres') {
+  console.error('--nodes > 1 needs --store postgres (nodes share one database)');
+  process.exit(1);
+}
+const PG_SCHEMA = `bench_${crypto.randomBytes(5).toString('hex')}`;
 if (o.target && !o['count-cmd']) {
   console.error(`--target needs --count-cmd "command printing the delivered count"\n\n${HELP}`);
   process.exit(1);
@@ -95,9 +125,9 @@ function run(cmd: string, args: string[], input?: string, shell = false): Promis
   });
 }
 
-let cfgFile = '';
 const countCmdMs: number[] = [];
 let countDb: BetterSqlite3.Database | null = null;
+let countPg: pg.Pool | null = null;
 async function deliveredCount(): Promise<number> {
   const t = performance.now();
   let out: string;
@@ -105,6 +135,9 @@ async function deliveredCount(): Promise<number> {
     const r = await run(o['count-cmd']!, [], undefined, true);
     if (r.code !== 0) throw new Error(`--count-cmd failed (exit ${r.code}): ${r.err.trim()}`);
     out = r.out;
+  } else if (STORE === 'postgres') {
+    countPg ??= new pg.Pool({ connectionString: PG_URL, max: 1 });
+    out = String((await countPg.query(`SELECT count(*) AS n FROM ${PG_SCHEMA}.messages`)).rows[0].n);
   } else {
     // What `postern mail count` prints, read directly: the CLI's ~1.5 s start-up
     // would otherwise be added to the end-to-end time.
@@ -155,22 +188,37 @@ function memOf(pid: number): { rss: number; hwm: number } | null {
 
 let dir = '';
 let server: ChildProcess | null = null;
+const servers: ChildProcess[] = [];
+const ports: number[] = [];
+const cfgFiles: string[] = [];
 let host = '127.0.0.1';
 let port = 0;
 let serverPid: number | null = o.pid ? Number(o.pid) : null;
 
 async function stopServer(): Promise<void> {
-  const s = server;
-  if (!s || s.exitCode !== null || s.signalCode !== null) return;
-  const exited = new Promise((r) => s.once('exit', r));
-  s.kill('SIGTERM');
-  const t = setTimeout(() => s.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(t);
+  await Promise.all(
+    servers.map(async (s) => {
+      if (s.exitCode !== null || s.signalCode !== null) return;
+      const exited = new Promise((r) => s.once('exit', r));
+      s.kill('SIGTERM');
+      const t = setTimeout(() => s.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }),
+  );
+}
+
+async function dropPgSchema(): Promise<void> {
+  await countPg?.end();
+  if (STORE !== 'postgres' || o.keep || o.target) return;
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`DROP SCHEMA IF EXISTS ${PG_SCHEMA} CASCADE`);
+  await c.end();
 }
 
 function cleanup(): void {
-  if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+  for (const s of servers) if (s.exitCode === null && s.signalCode === null) s.kill('SIGKILL');
   if (dir && !o.keep) fs.rmSync(dir, { recursive: true, force: true });
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -182,33 +230,100 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 async function setupPostern(): Promise<void> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-bench-'));
-  cfgFile = path.join(dir, 'postern.toml');
-  port = await freePort();
-  fs.writeFileSync(cfgFile, `hostname = "bench.test"\ndata_dir = "${path.join(dir, 'data')}"\n[listen]\nsmtp = "127.0.0.1:${port}"\n`);
+  const storeToml =
+    STORE === 'postgres' ? `[store]\nbackend = "postgres"\nurl = "${PG_URL}"\nschema = "${PG_SCHEMA}"\n` : '';
   const t = performance.now();
-  console.log(`setup: ${dir}, domain ${DOMAIN} and ${USERS} users …`);
+  console.log(`setup: ${dir}, ${STORE}${STORE === 'postgres' ? ` (schema ${PG_SCHEMA}), ${NODES} node(s)` : ''}, domain ${DOMAIN} and ${USERS} users …`);
   // Domain and users in this process: one CLI call per user costs ~1.5 s of start-up each.
   // Same store code path as `postern domain add` / `postern user add`.
-  const stores = await openStores(path.join(dir, 'data'));
+  const stores: Stores =
+    STORE === 'postgres' ? await openPostgresStores({ url: PG_URL, schema: PG_SCHEMA, poolSize: 4 }) : await openStores(path.join(dir, 'data'));
   await stores.data.addDomain(DOMAIN);
   const hash = await hashPassword('bench-pass');
   for (let u = 1; u <= USERS; u++) await stores.data.addAccount(`user${u}@${DOMAIN}`, hash);
+  if (PREFILL) await prefill(stores);
   await stores.close();
-  console.log(`setup: done in ${((performance.now() - t) / 1000).toFixed(1)} s; starting the server on 127.0.0.1:${port}`);
-  const logFd = fs.openSync(path.join(dir, 'server.log'), 'a');
+  for (let n = 0; n < NODES; n++) {
+    const p = await freePort();
+    ports.push(p);
+    const cfg = path.join(dir, `node${n}.toml`);
+    // Node 0 keeps the data dir the SQLite count reads; others get their own (certificate, socket).
+    const dataDir = path.join(dir, n === 0 ? 'data' : `data${n}`);
+    fs.writeFileSync(cfg, `hostname = "bench.test"\ndata_dir = "${dataDir}"\n[listen]\nsmtp = "127.0.0.1:${p}"\n${storeToml}`);
+    cfgFiles.push(cfg);
+  }
+  port = ports[0]!;
+  console.log(`setup: done in ${((performance.now() - t) / 1000).toFixed(1)} s; starting ${NODES} server(s) on 127.0.0.1:${ports.join(', ')}`);
   // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  server = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', MAIN, 'serve', '--config', cfgFile], { cwd: ROOT, stdio: ['ignore', logFd, logFd] });
-  fs.closeSync(logFd);
+  for (const [n, cfg] of cfgFiles.entries()) {
+    const logFd = fs.openSync(path.join(dir, n === 0 ? 'server.log' : `server${n}.log`), 'a');
+    servers.push(spawn(process.execPath, [...nodeArgs, '--import', 'tsx', MAIN, 'serve', '--config', cfg], { cwd: ROOT, stdio: ['ignore', logFd, logFd] }));
+    fs.closeSync(logFd);
+  }
+  server = servers[0]!;
   serverPid = server.pid ?? null;
   const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (server.exitCode !== null || server.signalCode !== null) {
-      throw new Error(`server exited (${server.exitCode ?? server.signalCode}) before listening:\n${tail(path.join(dir, 'server.log'))}`);
+  for (const [n, s] of servers.entries()) {
+    for (;;) {
+      if (s.exitCode !== null || s.signalCode !== null) {
+        throw new Error(`server ${n} exited (${s.exitCode ?? s.signalCode}) before listening:\n${tail(path.join(dir, n === 0 ? 'server.log' : `server${n}.log`))}`);
+      }
+      if (await canConnect(host, ports[n]!)) break;
+      if (Date.now() > deadline) throw new Error(`server ${n} not listening on ${host}:${ports[n]} after 60 s`);
+      await sleep(100);
     }
-    if (await canConnect(host, port)) break;
-    if (Date.now() > deadline) throw new Error(`server not listening on ${host}:${port} after 60 s:\n${tail(path.join(dir, 'server.log'))}`);
-    await sleep(100);
+  }
+}
+
+/** PREFILL small messages into user1's INBOX, through the store's delivery path, in batches. */
+async function prefill(stores: Stores): Promise<void> {
+  const acct = (await stores.data.getAccount(`user1@${DOMAIN}`))!;
+  const bytes = Buffer.from(`Subject: prefill\r\n\r\n${'x'.repeat(1000)}\r\n`);
+  const hash = crypto.createHash('sha256').update(bytes).digest('hex');
+  const t = performance.now();
+  for (let done = 0; done < PREFILL; ) {
+    const n = Math.min(500, PREFILL - done);
+    const batch = Array.from({ length: n }, (_, i) => ({
+      blobHash: hash, size: bytes.length, blobData: bytes, meta: '{}', searchText: '', internalDate: Date.now(),
+      subject: 'prefill', from: 'p@x.test', date: null, messageId: `<prefill.${done + i}@x.test>`,
+      deliveries: [{ accountId: acct.id }], queue: null,
+    }));
+    await stores.data.addMessages(batch);
+    done += n;
+    if (process.stderr.isTTY) process.stderr.write(`\rprefill: ${done}/${PREFILL}`);
+  }
+  if (process.stderr.isTTY) process.stderr.write('\n');
+  console.log(`prefill: ${PREFILL} messages in user1's INBOX in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+}
+
+/** CPU time (user + system) of processes, in ms, from /proc/PID/stat. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+function cpuMs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14 and 15)
+    } catch {
+      // gone
+    }
+  }
+  return (ticks * 1000) / CLK_TCK;
+}
+/** PostgreSQL's server processes on this machine (all clusters: run the bench on a quiet one). */
+function postgresPids(): number[] {
+  try {
+    return execSync('pgrep -x postgres').toString().trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
   }
 }
 
@@ -291,6 +406,9 @@ async function main(): Promise<void> {
   const latencies: number[] = [];
   let abort = '';
   let tLast250 = 0;
+  const serverPids = servers.map((x) => x.pid!).filter(Boolean);
+  const pgPids = STORE === 'postgres' ? postgresPids() : [];
+  const cpu0 = { server: cpuMs(serverPids), pg: cpuMs(pgPids) };
   const t0 = performance.now();
   await Promise.all(
     lanes.map(async (rcpts, lane) => {
@@ -308,7 +426,7 @@ async function main(): Promise<void> {
           if (!c || sent === CHUNK || c.isClosed) {
             if (c) await c.quit();
             step = 'connect';
-            c = await SmtpTestClient.connect({ host, port, timeoutMs: 30_000 });
+            c = await SmtpTestClient.connect({ host, port: ports.length ? ports[lane % ports.length]! : port, timeoutMs: 30_000 });
             sent = 0;
             if (c.greeting.code !== 220) throw new Error(`greeting ${c.greeting.code} ${c.greeting.text}`);
             step = 'EHLO';
@@ -391,6 +509,8 @@ async function main(): Promise<void> {
   }
   clearInterval(sampler);
   sample();
+  const cpuServer = serverPids.length ? (cpuMs(serverPids) - cpu0.server) / Math.max(1, accepted) : NaN;
+  const cpuPg = pgPids.length ? (cpuMs(postgresPids()) - cpu0.pg) / Math.max(1, accepted) : NaN;
 
   // ---- report -----------------------------------------------------------------------------------
   latencies.sort((a, b) => a - b);
@@ -420,10 +540,15 @@ async function main(): Promise<void> {
   } else {
     console.log('server mem: not sampled (pass --pid with --target)');
   }
+  const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'NA');
+  if (serverPids.length) {
+    console.log(`cpu:        ${f2(cpuServer)} ms per message in Postern (${serverPids.length} process(es))${pgPids.length ? `, ${f2(cpuPg)} ms in PostgreSQL` : ''}`);
+  }
   for (const e of errors) console.log(`  error: ${e}`);
   console.log(
     `RESULT accepted_per_s=${acceptedPerS.toFixed(1)} e2e_per_s=${e2ePerS.toFixed(1)} p50_ms=${f1(pct(50))} p99_ms=${f1(pct(99))} ` +
       `peak_rss_mb=${f0(peak)} rss_quartiles_mb=${quartiles.map(f0).join(',')} ` +
+      `cpu_ms_per_msg=${f2(cpuServer)} pg_cpu_ms_per_msg=${f2(cpuPg)} store=${o.target ? 'NA' : STORE} nodes=${o.target ? 'NA' : NODES} prefill=${PREFILL} ` +
       `messages=${N} sessions=${SESSIONS} size=${SIZE} chunk=${CHUNK} accepted=${accepted} failed=${failed} delivered=${newDelivered} status=${status}`,
   );
   if (failed || status !== 'ok') process.exitCode = 1;
@@ -437,6 +562,7 @@ try {
   process.exitCode = 1;
 } finally {
   await stopServer();
+  await dropPgSchema().catch((e: Error) => console.error(`bench: dropping schema ${PG_SCHEMA}: ${e.message}`));
   if (dir) {
     if (o.keep) console.log(`kept ${dir}`);
     else fs.rmSync(dir, { recursive: true, force: true });
