@@ -35,8 +35,8 @@ export class PostgresPubSub implements PubSub {
     client.on('notification', (msg) => {
       if (msg.channel !== this.channel || !msg.payload) return;
       try {
-        const { node, ...event } = JSON.parse(msg.payload) as ChangeEvent & { node: string };
-        if (node !== this.node) this.local.publish(event);
+        const { node, events } = JSON.parse(msg.payload) as { node: string; events: ChangeEvent[] };
+        if (node !== this.node) for (const e of events) this.local.publish(e);
       } catch {
         // not ours
       }
@@ -79,8 +79,21 @@ export class PostgresPubSub implements PubSub {
 
   publish(event: ChangeEvent): void {
     this.local.publish(event);
-    const payload = JSON.stringify({ ...event, node: this.node });
-    this.pool.query('SELECT pg_notify($1, $2)', [this.channel, payload]).catch((err: Error) => this.onError(err));
+    // One NOTIFY per tick for all changes of a group commit, not one round trip each.
+    this.outbox.push(event);
+    if (this.outbox.length === 1) setImmediate(() => this.flush());
+  }
+
+  private outbox: ChangeEvent[] = [];
+
+  private flush(): void {
+    const events = this.outbox;
+    this.outbox = [];
+    // NOTIFY payloads must stay under 8000 bytes: ~60 bytes per event.
+    for (let i = 0; i < events.length; i += 100) {
+      const payload = JSON.stringify({ node: this.node, events: events.slice(i, i + 100) });
+      this.pool.query('SELECT pg_notify($1, $2)', [this.channel, payload]).catch((err: Error) => this.onError(err));
+    }
   }
 
   subscribe(accountId: number, listener: (event: ChangeEvent) => void): () => void {
