@@ -5,7 +5,7 @@ import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startTestServer, tempDir } from '../helpers/server.ts';
 import { postern, writeConfig } from '../helpers/cli.ts';
 import { startChildServer, port } from '../helpers/child-server.ts';
-import { dropTestStore, storeToml, testStore, TEST_PG } from '../helpers/backend.ts';
+import { dropTestStore, noPg, pgStore, storeToml } from '../helpers/backend.ts';
 import { openPostgresStores } from '../../src/store/open.ts';
 import type { ChangeEvent } from '../../src/core/pubsub.ts';
 
@@ -13,7 +13,7 @@ import type { ChangeEvent } from '../../src/core/pubsub.ts';
  * Several nodes over one PostgreSQL behave as one server (issue #3). Needs a
  * PostgreSQL: `.ci/run` runs these in its PostgreSQL pass.
  */
-const skip = TEST_PG ? false : 'needs PostgreSQL: set POSTERN_TEST_PG=postgres://… (.ci/run does, in its second pass)';
+const skip = noPg;
 
 async function send(port: number, to: string, subject: string): Promise<number> {
   const c = await SmtpTestClient.connect({ port, timeoutMs: 10_000 });
@@ -27,7 +27,7 @@ async function send(port: number, to: string, subject: string): Promise<number> 
 }
 
 test('two nodes: mail delivered through A wakes a subscriber on B at once; concurrent deliveries through both get unique ascending UIDs', { skip }, async () => {
-  const store = testStore()!;
+  const store = pgStore();
   // Both nodes start at the same moment on an empty database: migrations must not race.
   const [a, b] = await Promise.all([startTestServer({ store }, { users: [] }), startTestServer({ store }, { users: [] })]);
   await a.server.ctx.data.addAccount('alice@example.test', null);
@@ -71,7 +71,7 @@ test('two nodes: mail delivered through A wakes a subscriber on B at once; concu
 });
 
 test('two node processes: kill -9 one during load, nothing acknowledged is lost, the other keeps serving', { skip, timeout: 180_000 }, async () => {
-  const store = testStore()!;
+  const store = pgStore();
   const dirs = [tempDir('postern-node-a-'), tempDir('postern-node-b-')];
   const cfgs = dirs.map((d) => writeConfig(d, `hostname = "mx.example.test"\ndata_dir = "${d}/data"\ndomains = ["example.test"]\n[listen]\nsmtp = "127.0.0.1:0"\n[log]\nlevel = "warn"\n${storeToml(store)}`));
   try {

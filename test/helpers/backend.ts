@@ -8,6 +8,16 @@ import pg from 'pg';
  */
 export const TEST_PG: string | null = process.env.POSTERN_TEST_PG || null;
 
+/**
+ * A PostgreSQL for the tests that need one whatever the suite's backend (two-node
+ * tests, the PostgreSQL side of the conformance suite): POSTERN_TEST_PG, else
+ * POSTERN_TEST_PG_URL (set by `.ci/run` for its SQLite pass too).
+ */
+export const PG_URL: string | null = TEST_PG || process.env.POSTERN_TEST_PG_URL || null;
+
+/** Why a PostgreSQL-only test cannot run here, or false. Never skips in CI: it fails instead. */
+export const noPg: string | false = PG_URL || process.env.CI ? false : 'needs PostgreSQL: set POSTERN_TEST_PG_URL=postgres://… or POSTERN_TEST_PG (.ci/run does)';
+
 export interface TestStore {
   backend: 'postgres';
   url: string;
@@ -15,10 +25,15 @@ export interface TestStore {
   pool_size: number;
 }
 
-/** A fresh PostgreSQL store for one test server, or undefined on SQLite. */
+/** A fresh PostgreSQL store for one test server, or undefined when the suite runs on SQLite. */
 export function testStore(): TestStore | undefined {
-  if (!TEST_PG) return undefined;
-  return { backend: 'postgres', url: TEST_PG, schema: `t_${crypto.randomBytes(6).toString('hex')}`, pool_size: 4 };
+  return TEST_PG ? pgStore() : undefined;
+}
+
+/** A fresh schema in the test PostgreSQL (for PostgreSQL-only tests). */
+export function pgStore(): TestStore {
+  if (!PG_URL) throw new Error('no PostgreSQL for the tests: set POSTERN_TEST_PG_URL (CI=true never skips these tests)');
+  return { backend: 'postgres', url: PG_URL, schema: `t_${crypto.randomBytes(6).toString('hex')}`, pool_size: 4 };
 }
 
 /** The `[store]` TOML section for a test config file ('' on SQLite). */

@@ -8,11 +8,11 @@ import type { NewMessage } from '../../src/store/data-store.ts';
 import { CHUNK_SIZE } from '../../src/store/blob-chunks.ts';
 import { BlobStore } from '../../src/store/blob-store.ts';
 import { tempDir } from '../helpers/server.ts';
-import { dropTestStore, testStore, TEST_PG } from '../helpers/backend.ts';
+import { dropTestStore, pgStore, PG_URL } from '../helpers/backend.ts';
 
 /**
  * DESIGN.md: one conformance suite for every storage backend. Runs on SQLite
- * always and on PostgreSQL when POSTERN_TEST_PG is set. `open()` gives two
+ * always and on PostgreSQL when one is given (POSTERN_TEST_PG_URL or POSTERN_TEST_PG). `open()` gives two
  * independent handles on one store — on PostgreSQL that is two nodes.
  */
 interface Backend {
@@ -38,12 +38,12 @@ const backends: Backend[] = [
     },
   },
 ];
-if (TEST_PG) {
+if (PG_URL) {
   backends.push({
     name: 'postgres',
     concurrentHandles: true,
     async open() {
-      const st = testStore()!;
+      const st = pgStore();
       const opts = { url: st.url, schema: st.schema, poolSize: 4 };
       const a = await openPostgresStores(opts, 1024);
       const b = await openPostgresStores(opts, 1024);
