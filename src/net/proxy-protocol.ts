@@ -122,37 +122,26 @@ function parseV2(buf: Buffer, maxPayload: number): ProxyParseResult {
   // Spec §2.2: with LOCAL the receiver must ignore the address information.
   if (command === 0) return unknown('local');
   const body = buf.subarray(V2_FIXED_LENGTH, length);
+  const inet = (family: 'tcp4' | 'tcp6', n: number): ProxyParseResult => {
+    if (payload < 2 * n + 4) return { state: 'invalid', reason: `v2 header too short for ${family === 'tcp4' ? 'IPv4' : 'IPv6'} addresses` };
+    return {
+      state: 'complete',
+      length,
+      header: {
+        version: 2,
+        command: 'proxy',
+        family,
+        source: { address: fromBytes(body.subarray(0, n)), port: body.readUInt16BE(2 * n) },
+        destination: { address: fromBytes(body.subarray(n, 2 * n)), port: body.readUInt16BE(2 * n + 2) },
+      },
+    };
+  };
   switch (fam) {
-    case 0x11: {
-      // AF_INET, STREAM: 4 + 4 address bytes, 2 + 2 port bytes; TLVs may follow and are ignored.
-      if (payload < 12) return { state: 'invalid', reason: 'v2 header too short for IPv4 addresses' };
-      return {
-        state: 'complete',
-        length,
-        header: {
-          version: 2,
-          command: 'proxy',
-          family: 'tcp4',
-          source: { address: fromBytes(body.subarray(0, 4)), port: body.readUInt16BE(8) },
-          destination: { address: fromBytes(body.subarray(4, 8)), port: body.readUInt16BE(10) },
-        },
-      };
-    }
-    case 0x21: {
-      // AF_INET6, STREAM: 16 + 16 address bytes, 2 + 2 port bytes.
-      if (payload < 36) return { state: 'invalid', reason: 'v2 header too short for IPv6 addresses' };
-      return {
-        state: 'complete',
-        length,
-        header: {
-          version: 2,
-          command: 'proxy',
-          family: 'tcp6',
-          source: { address: fromBytes(body.subarray(0, 16)), port: body.readUInt16BE(32) },
-          destination: { address: fromBytes(body.subarray(16, 32)), port: body.readUInt16BE(34) },
-        },
-      };
-    }
+    // AF_INET / AF_INET6, STREAM: two addresses (4 or 16 bytes), then two 2-byte ports; TLVs may follow (ignored).
+    case 0x11:
+      return inet('tcp4', 4);
+    case 0x21:
+      return inet('tcp6', 16);
     // UNSPEC, or a client on a unix socket of the balancer: the spec lets the receiver use
     // the real endpoints, which keeps such relays working (they simply count as the balancer).
     case 0x00:
