@@ -4,6 +4,7 @@ import { registerServe } from './serve.ts';
 import { registerAdmin } from './admin.ts';
 import { registerMail } from './mail.ts';
 import { registerSend } from './send.ts';
+import { registerMigrate } from './migrate.ts';
 
 /** `postern`: one command for the server and its administration. */
 export function buildProgram(): Command {
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerAdmin(program, configOption);
   registerMail(program, configOption);
   registerSend(program, configOption);
+  registerMigrate(program);
   return program;
 }
 
