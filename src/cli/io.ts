@@ -49,7 +49,7 @@ export function config(opts: { config?: string }): LoadedConfig {
 /** Runs a CLI action against the stores, turning expected errors into one clear line and exit 1. */
 export async function withStores(opts: { config?: string }, fn: (stores: Stores, loaded: LoadedConfig) => Promise<void>): Promise<void> {
   const loaded = config(opts);
-  const stores = await openStoresFromConfig(loaded.config);
+  const stores = await openStoresFromConfig(loaded.config, { listen: false });
   try {
     for (const d of loaded.config.domains) await stores.data.ensureDomain(d);
     await fn(stores, loaded);

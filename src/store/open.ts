@@ -27,10 +27,12 @@ export interface OpenOptions {
 /** Opens the configured backend: `[store] backend`. */
 export async function openStoresFromConfig(
   config: Pick<Config, 'data_dir' | 'store'>,
-  opts: Pick<OpenOptions, 'writerThread'> & { onPubSubError?: (err: Error) => void } = {},
+  opts: Pick<OpenOptions, 'writerThread'> & { onPubSubError?: (err: Error) => void; listen?: boolean } = {},
 ): Promise<Stores> {
   const st = config.store;
-  if (st.backend === 'postgres') return openPostgresStores({ url: st.url, schema: st.schema, poolSize: st.pool_size }, st.inline_max_size, opts.onPubSubError);
+  if (st.backend === 'postgres') {
+    return openPostgresStores({ url: st.url, schema: st.schema, poolSize: st.pool_size }, st.inline_max_size, opts.onPubSubError, opts.listen ?? true);
+  }
   return openStores(config.data_dir, { ...opts, inlineMaxSize: st.inline_max_size });
 }
 
@@ -38,7 +40,13 @@ export async function openStoresFromConfig(
  * PostgreSQL: everything in the database — rows, small messages inline, large ones
  * in chunks — so any node can serve any mailbox without a shared filesystem.
  */
-export async function openPostgresStores(pgOpts: PostgresOptions, inlineMaxSize = 64 * 1024, onPubSubError?: (err: Error) => void): Promise<Stores> {
+export async function openPostgresStores(
+  pgOpts: PostgresOptions,
+  inlineMaxSize = 64 * 1024,
+  onPubSubError?: (err: Error) => void,
+  /** Hold a LISTEN session for other nodes' changes (servers); CLI commands only publish. */
+  listen = true,
+): Promise<Stores> {
   const { db, pool, clientConfig } = await openPostgres(pgOpts);
   const data = new DataStore(db, false);
   // Interrupted uploads; an hour is far longer than any DATA phase.
@@ -46,7 +54,7 @@ export async function openPostgresStores(pgOpts: PostgresOptions, inlineMaxSize 
   const blobs = new BlobStore('', { inlineMaxSize, loadInline: (hash) => data.inlineBlob(hash), chunks: data });
   const pubsub = new PostgresPubSub(pool, clientConfig, pgOpts.schema, onPubSubError);
   try {
-    await pubsub.start();
+    if (listen) await pubsub.start();
   } catch (err) {
     await data.close();
     throw err;
