@@ -111,7 +111,9 @@ for (const backend of backends) {
         const other = backend.concurrentHandles ? b : a;
         for (const [store, order] of [[a, [u1.id, u2.id]], [other, [u2.id, u1.id]]] as const) {
           const batch = Array.from({ length: 5 }, () => message(++n, order.map((accountId) => ({ accountId }))));
-          jobs.push(store.data.addMessagesPortable(batch));
+          // Both write paths into the same mailboxes: the backend's own (SQLite's
+          // prepared-statement writer) and the portable kysely one must agree.
+          jobs.push(i % 2 ? store.data.addMessages(batch) : store.data.addMessagesPortable(batch));
         }
       }
       await Promise.all(jobs);
