@@ -83,12 +83,6 @@ export class BlobStore {
     return new BlobWriter(this, path.join(this.tmpDir, `${process.pid}.${Date.now()}.${++this.seq}`));
   }
 
-  async put(data: Buffer): Promise<StoredBlob> {
-    const w = this.writer();
-    w.write(data);
-    return w.finish();
-  }
-
   /** A stream of the message bytes [start, end), inline or from its file. */
   read(hash: string, start?: number, end?: number): Readable {
     const out = new PassThrough();

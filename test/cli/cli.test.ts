@@ -179,3 +179,22 @@ test('a port already in use stops `serve` with the config key to change, no stac
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an unreachable PostgreSQL is one clear line naming store.url, without a stack trace', async () => {
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  const { port } = blocker.address() as net.AddressInfo;
+  await new Promise<void>((r) => blocker.close(() => r())); // nothing listens there now
+  const dir = tempDir();
+  try {
+    const c = writeConfig(dir, `data_dir = "${path.join(dir, 'data')}"\n[store]\nbackend = "postgres"\nurl = "postgres://postern@127.0.0.1:${port}/postern"\n`);
+    for (const args of [['domain', 'list'], ['serve']]) {
+      const r = await postern([...args, '--config', c], { timeoutMs: 30_000 });
+      assert.equal(r.status, 69, args.join(' '));
+      assert.match(r.stderr, /cannot connect to PostgreSQL \(config key store\.url\): .*ECONNREFUSED/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import type { Database } from '../schema.ts';
+import { StartupError } from '../../core/errors.ts';
 import { migrationProvider } from '../migrations.ts';
 
 export interface PostgresOptions {
@@ -45,7 +46,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<{ db: Kysely<
   // makes them take turns; the second finds everything current.
   const lockClient = await pool.connect().catch(async (err: Error) => {
     await db.destroy();
-    throw new Error(`cannot connect to PostgreSQL (config key store.url${opts.url ? '' : ', or the PG* environment variables'}): ${err.message}`);
+    throw new StartupError(`cannot connect to PostgreSQL (config key store.url${opts.url ? '' : ', or the PG* environment variables'}): ${err.message}`);
   });
   try {
     await lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`postern-migrate:${opts.schema}`]);
