@@ -63,13 +63,30 @@ function finish(config: Config, file: string | null): Config {
   config.data_dir = path.resolve(base, config.data_dir);
   if (file === null) {
     // Embedded development defaults: loopback, standard port + 2000, domain localhost.
-    config.listen = { smtp: '127.0.0.1:2025', lmtp: '127.0.0.1:2024', local: 'postern.sock', proxy_protocol: [] };
+    config.listen = {
+      smtp: '127.0.0.1:2025',
+      lmtp: '127.0.0.1:2024',
+      submission: '127.0.0.1:2587',
+      submissions: '127.0.0.1:2465',
+      local: 'postern.sock',
+      proxy_protocol: [],
+    };
     if (config.domains.length === 0) config.domains = ['localhost'];
   }
   if (!config.listen.local) config.listen.local = 'postern.sock';
   config.listen.local = path.resolve(config.data_dir, config.listen.local);
   if (config.tls.cert) config.tls.cert = path.resolve(base, config.tls.cert);
   if (config.tls.key) config.tls.key = path.resolve(base, config.tls.key);
+  for (const c of config.tls.certificate) {
+    c.cert = path.resolve(base, c.cert);
+    c.key = path.resolve(base, c.key);
+  }
+  if (config.tls.acme.enabled) {
+    const where = file ?? '(embedded defaults)';
+    if (!config.tls.acme.accept_terms) throw new ConfigError(`${where}: tls.acme.enabled needs tls.acme.accept_terms = true (you agree to the CA's terms of service)`);
+    if (config.tls.acme.challenge === 'http-01' && !config.listen.http) throw new ConfigError(`${where}: tls.acme.challenge "http-01" needs listen.http (port 80)`);
+    if (config.tls.acme.challenge === 'tls-alpn-01' && !config.listen.https) throw new ConfigError(`${where}: tls.acme.challenge "tls-alpn-01" needs listen.https (port 443)`);
+  }
   if (!!config.tls.cert !== !!config.tls.key) {
     throw new ConfigError(`${file ?? '(embedded defaults)'}: tls.cert and tls.key must be given together`);
   }

@@ -46,6 +46,14 @@ export const configSchema = z
       .object({
         smtp: hostPort.optional(),
         lmtp: hostPort.optional(),
+        /** Message submission with STARTTLS, RFC 6409 (standard port 587). */
+        submission: hostPort.optional(),
+        /** Message submission over implicit TLS, RFC 8314 §3.3 (standard port 465). */
+        submissions: hostPort.optional(),
+        /** Plain HTTP (standard port 80): today it answers ACME HTTP-01 challenges (tls.acme). */
+        http: hostPort.optional(),
+        /** HTTPS (standard port 443): today it answers ACME TLS-ALPN-01 challenges (tls.acme). */
+        https: hostPort.optional(),
         /** Unix socket for local submission (postern-sendmail); relative paths are under data_dir. */
         local: z.string().min(1).optional(),
         /**
@@ -59,11 +67,115 @@ export const configSchema = z
       .default({ proxy_protocol: [] }),
     tls: z
       .object({
+        /** The default certificate (PEM), presented when no [[tls.certificate]] names the requested host. */
         cert: z.string().optional(),
         key: z.string().optional(),
+        /** More certificates, picked by SNI (RFC 6066 §3) from the client's requested host name. */
+        certificate: z
+          .array(
+            z
+              .object({
+                cert: z.string().min(1),
+                key: z.string().min(1),
+                /** Host names this certificate serves; "*.example.org" matches one label. Empty: the names in the certificate. */
+                hosts: z.array(z.string().min(1)).default([]),
+              })
+              .strict(),
+          )
+          .default([]),
+        /** How often certificate files are checked for changes (reloaded without a restart). */
+        reload_check: duration.default(30_000),
+        acme: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** The ACME directory URL (RFC 8555 §7.1.1); Let's Encrypt by default. */
+            directory: z.string().url().default('https://acme-v02.api.letsencrypt.org/directory'),
+            /** Contact address for the CA account. */
+            email: z.string().optional(),
+            /** You must agree to the CA's terms of service; set true to say so. */
+            accept_terms: z.boolean().default(false),
+            /** Host names to get a certificate for; empty: [hostname]. */
+            hosts: z.array(z.string().min(1)).default([]),
+            /** "http-01" answers on listen.http (port 80), "tls-alpn-01" on listen.https (port 443). */
+            challenge: z.enum(['http-01', 'tls-alpn-01']).default('http-01'),
+            /** Renew when the certificate expires within this time. */
+            renew_before: duration.default(30 * 86_400_000),
+          })
+          .strict()
+          .default({
+            enabled: false,
+            directory: 'https://acme-v02.api.letsencrypt.org/directory',
+            accept_terms: false,
+            hosts: [],
+            challenge: 'http-01',
+            renew_before: 30 * 86_400_000,
+          }),
       })
       .strict()
-      .default({}),
+      .default({
+        certificate: [],
+        reload_check: 30_000,
+        acme: {
+          enabled: false,
+          directory: 'https://acme-v02.api.letsencrypt.org/directory',
+          accept_terms: false,
+          hosts: [],
+          challenge: 'http-01',
+          renew_before: 30 * 86_400_000,
+        },
+      }),
+    auth: z
+      .object({
+        /**
+         * Allow AUTH / LOGIN without TLS from loopback (127.0.0.0/8, ::1) only, e.g. for a
+         * webmail on the same host. Cleartext passwords are refused everywhere else.
+         */
+        allow_plaintext_loopback: z.boolean().default(false),
+        /** A successful login is remembered this long (Dovecot auth_cache_ttl); 0 disables the cache. */
+        cache_ttl: duration.default(60_000),
+        /** A failed login is answered after this delay (Dovecot auth_failure_delay), doubling per failure from the same IP. */
+        failure_delay: duration.default(2000),
+        /** The longest the failure delay grows to. */
+        failure_delay_max: duration.default(15_000),
+      })
+      .strict()
+      .default({ allow_plaintext_loopback: false, cache_ttl: 60_000, failure_delay: 2000, failure_delay_max: 15_000 }),
+    bans: z
+      .object({
+        /** Ban client IPs that fail to log in too often (fail2ban built in). */
+        enabled: z.boolean().default(true),
+        /** Failed logins from one IP (IPv6: one /64) within find_time that trigger a ban (fail2ban maxretry). */
+        max_retry: z.number().int().positive().default(3),
+        find_time: duration.default(600_000),
+        ban_time: duration.default(600_000),
+        /** Ban length for an IP banned again within this time after its last ban ended. */
+        repeat_ban_time: duration.default(7 * 86_400_000),
+        /** Who is told about each ban, by mail; default postmaster@ the first local domain. "" sends none. */
+        notify: z.string().optional(),
+        /** Addresses/CIDRs never banned nor rate limited (fail2ban ignoreip). */
+        trusted_networks: z
+          .array(z.string().refine(isAddressOrCidr, 'expected an IP address or CIDR, e.g. "10.0.0.0/8"'))
+          .default(['127.0.0.1/32', '::1/128']),
+      })
+      .strict()
+      .default({
+        enabled: true,
+        max_retry: 3,
+        find_time: 600_000,
+        ban_time: 600_000,
+        repeat_ban_time: 7 * 86_400_000,
+        trusted_networks: ['127.0.0.1/32', '::1/128'],
+      }),
+    submission: z
+      .object({
+        /** Recipients one user (or local sender address) may send to per rate_window; 0: unlimited. */
+        rate_limit: z.number().int().nonnegative().default(500),
+        rate_window: duration.default(3_600_000),
+        /** Leave the client's IP address and host name out of the Received header of submitted mail. */
+        hide_client_ip: z.boolean().default(false),
+      })
+      .strict()
+      .default({ rate_limit: 500, rate_window: 3_600_000, hide_client_ip: false }),
     smtp: z
       .object({
         max_message_size: size.default(25 * 1024 * 1024),
@@ -84,6 +196,9 @@ export const configSchema = z
         max_received_headers: z.number().int().positive().default(50),
         /** MX port: wait this long before the greeting; clients talking first get 421 (Postfix postscreen_greet_wait). */
         greet_delay: duration.default(0),
+        /** New connections per client IP per connection_rate_window; 0: no limit (Postfix smtpd_client_connection_rate_limit). */
+        connection_rate_limit: z.number().int().nonnegative().default(0),
+        connection_rate_window: duration.default(60_000),
       })
       .strict()
       .default({
@@ -98,6 +213,8 @@ export const configSchema = z
         max_connections: 1000,
         max_received_headers: 50,
         greet_delay: 0,
+        connection_rate_limit: 0,
+        connection_rate_window: 60_000,
       }),
     store: z
       .object({
