@@ -10,6 +10,10 @@ import { InternalDirectory } from './directory/directory.ts';
 import { Ingest } from './core/ingest.ts';
 import type { Context } from './core/context.ts';
 import { loadTls } from './net/tls.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import { BanGuard, type BanNotice } from './auth/bans.ts';
+import { ConnectionGuard } from './net/connection-guard.ts';
+import { sendSystemMessage } from './core/notify.ts';
 import { createSmtpServer, listen } from './smtp/server.ts';
 import type { Logger } from 'pino';
 
@@ -28,6 +32,8 @@ export async function createContext(config: Config, log?: Logger): Promise<{ ctx
     onPubSubError: (err) => logger.warn({ err }, 'change notifications between nodes interrupted (PostgreSQL LISTEN); reconnecting'),
   });
   const pubsub = stores.pubsub;
+  const now = () => Date.now();
+  const bans = new BanGuard(stores.data, config.bans, logger, (n) => notifyBan(ctx, n), now);
   const ctx: Context = {
     config,
     log: logger,
@@ -36,11 +42,44 @@ export async function createContext(config: Config, log?: Logger): Promise<{ ctx
     pubsub,
     directory: new InternalDirectory(stores.data),
     ingest: new Ingest(stores.data, stores.blobs, pubsub, logger),
-    now: () => Date.now(),
+    security: {
+      bans,
+      auth: new Authenticator(stores.data, config.auth, bans, logger),
+      connections: new ConnectionGuard(
+        bans,
+        { maxPerIp: config.smtp.max_connections_per_ip, ratePerWindow: config.smtp.connection_rate_limit, windowMs: config.smtp.connection_rate_window },
+        now,
+      ),
+    },
+    now,
   };
   for (const d of config.domains) await stores.data.ensureDomain(d);
   await backfillSearch(stores.data, stores.blobs, logger);
   return { ctx, stores };
+}
+
+/** Tells the administrator (bans.notify, default postmaster@ the first domain) about a new ban. */
+async function notifyBan(ctx: Context, n: BanNotice): Promise<void> {
+  const to = ctx.config.bans.notify ?? `postmaster@${(await ctx.data.listDomains())[0] ?? ctx.config.hostname}`;
+  if (!to) return;
+  const until = new Date(n.until).toISOString();
+  const body = [
+    `Postern banned ${n.key} until ${until}${n.repeat ? ' (banned before: repeat offenders get bans.repeat_ban_time)' : ''}.`,
+    '',
+    `  address:         ${n.address}`,
+    `  protocol:        ${n.protocol}`,
+    `  failed logins:   ${n.failures} within bans.find_time`,
+    `  usernames tried: ${n.usernames.length ? n.usernames.join(', ') : '(none)'}`,
+    '',
+    'Connections from it are refused on every port until then.',
+    `To lift the ban: postern ban del ${n.key.replace(/\/64$/, '')}`,
+    'Networks that must never be banned go in bans.trusted_networks.',
+    '',
+  ].join('\n');
+  const where = await sendSystemMessage(ctx, to, `[Postern] ${n.key} banned after ${n.failures} failed logins (${n.protocol})`, body);
+  if (where === 'unknown') {
+    ctx.log.warn({ to }, `ban notice not delivered: nobody receives ${to}; add it (postern alias add ${to} you@domain) or set bans.notify`);
+  }
 }
 
 export async function startServer(config: Config, log?: Logger): Promise<RunningServer> {
@@ -51,6 +90,8 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
   try {
     const tcp = [
       ['smtp', config.listen.smtp, 'mx'],
+      ['submission', config.listen.submission, 'submission'],
+      ['submissions', config.listen.submissions, 'submissions'],
       ['lmtp', config.listen.lmtp, 'lmtp'],
     ] as const;
     for (const [service, addr, mode] of tcp) {

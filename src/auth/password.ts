@@ -9,3 +9,8 @@ export async function verifyPassword(stored: string, password: string): Promise<
   if (stored.startsWith('$argon2')) return verify(stored, password);
   return false;
 }
+
+/** (lead's placeholder until the hash-schemes work lands) */
+export function needsRehash(stored: string): boolean {
+  return !stored.startsWith('$argon2id$');
+}

@@ -5,18 +5,22 @@ import { registerAdmin } from './admin.ts';
 import { registerMail } from './mail.ts';
 import { registerSend } from './send.ts';
 import { registerMigrate } from './migrate.ts';
+import { registerBan } from './ban.ts';
+import { registerDomainAdmin } from './domain-admin.ts';
 
 /** `postern`: one command for the server and its administration. */
 export function buildProgram(): Command {
   const program = new Command('postern')
-    .description('Postern mail server: SMTP, LMTP and local submission, with its administration commands.')
+    .description('Postern mail server: SMTP, submission, LMTP and local submission, with its administration commands.')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
   const configOption = () => new Option('-c, --config <file>', 'config file (default: $POSTERN_CONFIG, ./postern.toml, /etc/postern/postern.toml, else embedded defaults)');
   registerServe(program, configOption);
   registerAdmin(program, configOption);
+  registerDomainAdmin(program, configOption);
   registerMail(program, configOption);
   registerSend(program, configOption);
+  registerBan(program, configOption);
   registerMigrate(program);
   return program;
 }

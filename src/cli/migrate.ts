@@ -44,6 +44,7 @@ const TABLES: TableSpec[] = [
   { table: 'domains', key: ['name'], batch: 500 },
   { table: 'accounts', key: ['id'], batch: 500 },
   { table: 'aliases', key: ['id'], batch: 500 },
+  { table: 'domain_admins', key: ['domain', 'account_id'], batch: 1000 },
   { table: 'mailboxes', key: ['id'], batch: 500 },
   { table: 'blobs', key: ['hash'], batch: 500 },
   { table: 'messages', key: ['id'], batch: 500 },

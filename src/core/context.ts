@@ -5,6 +5,16 @@ import type { DataStore } from '../store/data-store.ts';
 import type { PubSub } from './pubsub.ts';
 import type { Directory } from '../directory/directory.ts';
 import type { Ingest } from './ingest.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { BanGuard } from '../auth/bans.ts';
+import type { ConnectionGuard } from '../net/connection-guard.ts';
+
+/** Login and abuse defences shared by every protocol. */
+export interface Security {
+  auth: Authenticator;
+  bans: BanGuard;
+  connections: ConnectionGuard;
+}
 
 /** Everything a service needs, injected (no module-level singletons). */
 export interface Context {
@@ -15,6 +25,7 @@ export interface Context {
   pubsub: PubSub;
   directory: Directory;
   ingest: Ingest;
+  security: Security;
   /** Clock, injectable for tests. */
   now: () => number;
 }

@@ -32,7 +32,8 @@ function clean(s: string): string {
 
 export interface TraceInfo {
   returnPath: string;
-  helo: string;
+  /** The client's HELO/EHLO name; null leaves the "from" clause out (submission.hide_client_ip). */
+  helo: string | null;
   clientHostname: string | null;
   clientAddress: string;
   hostname: string;
@@ -50,10 +51,16 @@ export interface TraceInfo {
  * stored message, as one CRLF-terminated block.
  */
 export function traceHeaders(t: TraceInfo): Buffer {
-  const from = t.clientHostname && !t.clientHostname.startsWith('[') && t.clientHostname !== t.clientAddress ? `${clean(t.clientHostname)} ` : '';
-  let r = `Received: from ${clean(t.helo || 'unknown')} (${from}[${clean(t.clientAddress)}])\r\n`;
-  if (t.tls) r += `\t(using ${clean(t.tls)})\r\n`;
-  r += `\tby ${clean(t.hostname)} (Postern) with ${t.protocol} id ${t.queueId}`;
+  let r: string;
+  if (t.helo === null) {
+    // Privacy: nothing about the submitting client (its address, name or HELO) is recorded.
+    r = `Received: by ${clean(t.hostname)} (Postern) with ${t.protocol} id ${t.queueId}`;
+  } else {
+    const from = t.clientHostname && !t.clientHostname.startsWith('[') && t.clientHostname !== t.clientAddress ? `${clean(t.clientHostname)} ` : '';
+    r = `Received: from ${clean(t.helo || 'unknown')} (${from}[${clean(t.clientAddress)}])\r\n`;
+    if (t.tls) r += `\t(using ${clean(t.tls)})\r\n`;
+    r += `\tby ${clean(t.hostname)} (Postern) with ${t.protocol} id ${t.queueId}`;
+  }
   if (t.recipient) r += `\r\n\tfor <${t.recipient.replace(/[\r\n<>]/g, '')}>`;
   r += `; ${rfc5322Date(t.date)}\r\n`;
   const rp = `Return-Path: <${t.returnPath.replace(/[\r\n<>]/g, '')}>\r\n`;

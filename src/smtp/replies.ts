@@ -18,6 +18,16 @@ export const R = {
   STORE_TEMPFAIL: { code: 451, text: '4.3.0 Error: local problem storing the message, try again later' },
   TOO_MANY_ERRORS: { code: 421, text: '4.7.0 Too many errors, closing connection' },
   TOO_MANY_CONNECTIONS: { code: 421, text: '4.7.0 Too many connections from your address, try again later' },
+  CONNECTION_RATE: { code: 421, text: '4.7.0 Too many connections from your address in a short time, try again later' },
+  // fail2ban-style ban after failed logins (bans.*); same reply on every port.
+  BANNED: { code: 421, text: '4.7.0 Your address is temporarily blocked after too many failed logins' },
+  SERVICE_TEMPFAIL: { code: 421, text: '4.3.0 Service temporarily unavailable, try again later' },
+  // RFC 4954 §6
+  AUTH_REQUIRED: { code: 530, text: '5.7.0 Authentication required' },
+  // RFC 3463 §3.8: 5.7.1 delivery not authorized (Postfix reject_sender_login_mismatch answers 553 5.7.1)
+  SENDER_NOT_OWNED: { code: 553, text: '5.7.1 Sender address rejected' },
+  // RFC 3463 §3.8: 4.7.1, as Postfix's smtpd_client_recipient_rate_limit does
+  RATE_LIMITED: { code: 451, text: '4.7.1 Sending rate limit exceeded, try again later' },
 } as const;
 
 export class SmtpReplyError extends Error {

@@ -2,25 +2,41 @@ import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Context } from '../core/context.ts';
-import type { TlsMaterial } from '../net/tls.ts';
 import { TLS_MIN_VERSION } from '../net/tls.ts';
+import { isLoopback } from '../net/ip.ts';
 import { LineEndingNormalizer } from './line-endings.ts';
-import { newQueueId, traceHeaders } from './received.ts';
+import { newQueueId, rfc5322Date, traceHeaders } from './received.ts';
 import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
-import { ConnectionLimiter, ErrorCounter } from './limits.ts';
+import { useSharedSaslAuth, type SmtpAuthPolicy } from './auth-command.ts';
+import { ErrorCounter } from './limits.ts';
+import { HeaderSection, headerFields } from './header-section.ts';
+import { headerAddresses, ownsAddress, type SubmittingAccount } from './sender-rules.ts';
 import { useProxyProtocol } from './proxy-listener.ts';
 import { TrustedProxies } from '../net/proxy-protocol.ts';
 import type { Resolution } from '../directory/directory.ts';
 
 /**
- * One SMTP session engine (smtp-server) for three front doors:
- * - "mx": port 25, mail for local recipients only; no relay.
+ * One SMTP session engine (smtp-server) for five front doors:
+ * - "mx": port 25, mail for local recipients; relay only after AUTH (inside TLS).
+ * - "submission": port 587 (RFC 6409) with STARTTLS; AUTH required before MAIL.
+ * - "submissions": port 465, the same over implicit TLS (RFC 8314 §3.3).
  * - "lmtp": RFC 2033, one reply per recipient after DATA; local recipients only.
  * - "local": the unix socket used by postern-sendmail; trusted, may relay.
+ * An authenticated session may relay anywhere but only send as addresses its user
+ * owns (sender-rules.ts), within the per-user rate limit.
  */
-export type SmtpMode = 'mx' | 'lmtp' | 'local';
+export type SmtpMode = 'mx' | 'submission' | 'submissions' | 'lmtp' | 'local';
+
+/** TLS for the listener: the default certificate, and SNI when more are configured. */
+export interface SmtpTls {
+  key: Buffer;
+  cert: Buffer;
+  SNICallback?: (servername: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void) => void;
+}
+
+const SERVICE: Record<SmtpMode, string> = { mx: 'smtp', submission: 'submission', submissions: 'submissions', lmtp: 'lmtp', local: 'local' };
 
 interface RcptState {
   resolution: Resolution;
@@ -33,14 +49,36 @@ interface SessionState {
   counted: boolean;
 }
 
+/**
+ * The logged-in user: set by auth-command.ts with session.user. smtp-server clears
+ * session.user on STARTTLS (RFC 3207 §4.2), so an account without it does not count.
+ */
+function loggedIn(session: SMTPServerSession): SubmittingAccount | undefined {
+  return session.user ? (session as SMTPServerSession & { account?: SubmittingAccount }).account : undefined;
+}
+
 const state = new WeakMap<SMTPServerSession, SessionState>();
 
-export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial | null): SMTPServer {
+export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | null): SMTPServer {
   useOwnEnhancedCodes();
   useConfigurableGreetDelay();
+  useSharedSaslAuth();
   const cfg = ctx.config.smtp;
-  const limiter = new ConnectionLimiter(cfg.max_connections_per_ip);
-  const log = ctx.log.child({ service: mode === 'mx' ? 'smtp' : mode });
+  const guard = ctx.security.connections;
+  const service = SERVICE[mode];
+  const log = ctx.log.child({ service });
+  const offersAuth = mode === 'mx' || mode === 'submission' || mode === 'submissions';
+  const isSubmission = mode === 'submission' || mode === 'submissions';
+  if (mode === 'submissions' && !tls) throw new Error('listen.submissions needs a TLS certificate');
+
+  const authPolicy: SmtpAuthPolicy = {
+    // RFC 8314 §3 / RFC 4954 §4: passwords only inside TLS; loopback may be exempted (auth.allow_plaintext_loopback).
+    allowed: (session, secure) => secure || (ctx.config.auth.allow_plaintext_loopback && isLoopback(session.remoteAddress)),
+    login: async ({ username, password }, session) => {
+      const r = await ctx.security.auth.login({ username, password, address: session.remoteAddress, protocol: service });
+      return r.ok ? r.account : null;
+    },
+  };
 
   const sessionState = (session: SMTPServerSession): SessionState => {
     let s = state.get(session);
@@ -72,12 +110,17 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
     hidePIPELINING: false,
     hide8BITMIME: false,
     hideSMTPUTF8: false,
-    hideSTARTTLS: mode === 'local' || !tls,
+    hideSTARTTLS: mode === 'local' || mode === 'submissions' || !tls,
+    secure: mode === 'submissions',
     key: tls?.key,
     cert: tls?.cert,
+    ...(tls?.SNICallback ? { SNICallback: tls.SNICallback } : {}),
     minVersion: TLS_MIN_VERSION,
     authOptional: true,
-    disabledCommands: ['AUTH'],
+    authMethods: ['PLAIN', 'LOGIN'],
+    disabledCommands: offersAuth ? [] : ['AUTH'],
+    // Read by auth-command.ts (not an smtp-server option).
+    ...(offersAuth ? ({ posternAuth: authPolicy } as object) : {}),
     disableReverseLookup: true,
     // Read by greet-delay.ts (not an smtp-server option): only the MX port waits for early talkers.
     ...({ greetDelay: mode === 'mx' ? cfg.greet_delay : 0 } as object),
@@ -89,17 +132,30 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
     logger: false,
     onConnect(session, cb) {
       const ip = session.remoteAddress || 'local';
-      if (mode !== 'local' && !limiter.acquire(ip)) {
-        log.warn({ client: ip }, 'connection refused: too many connections from this address');
-        return cb(new SmtpReplyError(R.TOO_MANY_CONNECTIONS));
+      if (mode === 'local') {
+        log.info({ client: ip, session: session.id }, 'connect');
+        return cb();
       }
-      sessionState(session).counted = mode !== 'local';
-      log.info({ client: ip, session: session.id }, 'connect');
-      cb();
+      guard.admit(ip).then(
+        (admission) => {
+          if (!admission.ok) {
+            log.warn({ client: ip, reason: admission.reason }, 'connection refused');
+            const reply = admission.reason === 'banned' ? R.BANNED : admission.reason === 'rate' ? R.CONNECTION_RATE : R.TOO_MANY_CONNECTIONS;
+            return cb(new SmtpReplyError(reply));
+          }
+          sessionState(session).counted = true;
+          log.info({ client: ip, session: session.id }, 'connect');
+          cb();
+        },
+        (err: unknown) => {
+          log.error({ err, client: ip }, 'connection check failed');
+          cb(new SmtpReplyError(R.SERVICE_TEMPFAIL));
+        },
+      );
     },
     onClose(session) {
       const ip = session.remoteAddress || 'local';
-      if (state.get(session)?.counted) limiter.release(ip);
+      if (state.get(session)?.counted) guard.release(ip);
       log.info({ client: ip, session: session.id, transactions: session.transaction - 1 }, 'disconnect');
     },
     onMailFrom(address: SMTPServerAddress, session, cb) {
@@ -110,8 +166,28 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
         void reject(session, new SmtpReplyError(R.SIZE_AT_MAIL)).then((e) => cb(e));
         return;
       }
-      sessionState(session).queueId = newQueueId();
-      cb();
+      const account = loggedIn(session);
+      if (isSubmission && !account) {
+        // RFC 4954 §6 / RFC 6409 §4.3: the submission ports take mail only from authenticated users.
+        void reject(session, new SmtpReplyError(R.AUTH_REQUIRED)).then((e) => cb(e));
+        return;
+      }
+      const checked = account ? ownsAddress(ctx, account, address.address) : Promise.resolve(true);
+      checked.then(
+        (owned) => {
+          if (!owned) {
+            log.warn({ client: session.remoteAddress, user: account?.email, from: address.address }, 'sender address rejected: not owned by the user');
+            void reject(session, new SmtpReplyError(R.SENDER_NOT_OWNED, `<${address.address}> not owned by user ${account?.email}`)).then((e) => cb(e));
+            return;
+          }
+          sessionState(session).queueId = newQueueId();
+          cb();
+        },
+        (err: unknown) => {
+          log.error({ err }, 'sender lookup failed');
+          cb(new SmtpReplyError(R.DIRECTORY_TEMPFAIL));
+        },
+      );
     },
     onRcptTo(address: SMTPServerAddress, session, cb) {
       void handleRcpt(address, session).then(
@@ -147,9 +223,11 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
     // RFC 5321 §4.1.3: the domain must be a plain name; "u@remote@local" and the like never relay.
     const at = addr.lastIndexOf('@');
     if (at <= 0 || at === addr.length - 1) throw new SmtpReplyError(R.BAD_DESTINATION, `<${addr}>`);
+    const account = loggedIn(session);
+    await checkSendRate(session, account);
     const resolution = await ctx.directory.resolve(addr);
     if (resolution.kind === 'non-local') {
-      if (mode === 'local') {
+      if (mode === 'local' || account) {
         (address as SMTPServerAddress & RcptState).resolution = { kind: 'deliver', accounts: [], remote: [addr.toLowerCase()] };
         return;
       }
@@ -165,19 +243,63 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
     (address as SMTPServerAddress & RcptState).resolution = resolution;
   }
 
+  /**
+   * Per-user send rate (submission.rate_limit recipients per rate_window), against
+   * compromised accounts and runaway scripts; local submissions count per envelope
+   * sender. Counted in the store, so the limit holds across nodes.
+   */
+  async function checkSendRate(session: SMTPServerSession, account: SubmittingAccount | undefined): Promise<void> {
+    const limit = ctx.config.submission.rate_limit;
+    if (!limit || (!account && mode !== 'local')) return;
+    const who = account ? account.email : (session.envelope.mailFrom ? session.envelope.mailFrom.address : '').toLowerCase() || '<>';
+    const n = await ctx.data.bumpCounter('sendrate', who, ctx.config.submission.rate_window);
+    if (n > limit) {
+      log.warn({ client: session.remoteAddress || 'local', sender: who, recipients: n, limit }, 'send rate limit exceeded');
+      throw new SmtpReplyError(R.RATE_LIMITED, `${who} may send to ${limit} recipients per ${Math.round(ctx.config.submission.rate_window / 60_000)} minutes`);
+    }
+  }
+
+  /**
+   * For mail from an authenticated user, once the header section has arrived: every
+   * From/Sender address must be theirs (else 553 5.7.1), and a missing From, Date or
+   * Message-ID is added (RFC 6409 §8). Returns the fields to add.
+   */
+  async function completeSubmittedHeader(header: Buffer, account: SubmittingAccount, queueId: string): Promise<Buffer | SmtpReplyError> {
+    const fields = headerFields(header);
+    const from = fields.get('from') ?? [];
+    const claimed = [...from, ...(fields.get('sender') ?? [])].flatMap(headerAddresses);
+    if (from.length && !claimed.length) return new SmtpReplyError(R.SENDER_NOT_OWNED, 'From header has no address');
+    for (const a of claimed) {
+      if (!(await ownsAddress(ctx, account, a))) {
+        log.warn({ user: account.email, header_from: a, queue: queueId }, 'message rejected: From not owned by the user');
+        return new SmtpReplyError(R.SENDER_NOT_OWNED, `From <${a}> not owned by user ${account.email}`);
+      }
+    }
+    let added = '';
+    if (!from.length) added += `From: <${account.email}>\r\n`;
+    if (!fields.has('date')) added += `Date: ${rfc5322Date(new Date(ctx.now()))}\r\n`;
+    if (!fields.has('message-id')) added += `Message-ID: <${queueId}.${Math.random().toString(36).slice(2, 10)}@${ctx.config.hostname}>\r\n`;
+    return Buffer.from(added, 'utf8');
+  }
+
   async function handleData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string | Array<string | Error>> {
     const s = sessionState(session);
+    const account = loggedIn(session);
     const rcpts = session.envelope.rcptTo as Array<SMTPServerAddress & RcptState>;
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const sink = ctx.ingest.begin();
     const started = ctx.now();
     try {
+      // RFC 3848: ESMTPA / ESMTPSA for authenticated sessions.
       const protocol =
-        mode === 'lmtp' ? (session.secure ? 'LMTPS' : 'LMTP') : session.openingCommand === 'HELO' ? 'SMTP' : session.secure ? 'ESMTPS' : 'ESMTP';
+        mode === 'lmtp'
+          ? session.secure ? 'LMTPS' : 'LMTP'
+          : session.openingCommand === 'HELO' ? 'SMTP' : `ESMTP${session.secure ? 'S' : ''}${account ? 'A' : ''}`;
+      const hideClient = !!account && ctx.config.submission.hide_client_ip;
       await sink.write(
         traceHeaders({
           returnPath: mailFrom,
-          helo: session.hostNameAppearsAs,
+          helo: hideClient ? null : session.hostNameAppearsAs,
           clientHostname: session.clientHostname,
           clientAddress: mode === 'local' ? '127.0.0.1' : session.remoteAddress,
           hostname: ctx.config.hostname,
@@ -188,7 +310,11 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
           date: new Date(started),
         }),
       );
-      await pump(stream, sink);
+      const refused = await pump(stream, sink, account ? (header) => completeSubmittedHeader(header, account, s.queueId) : null);
+      if (refused && !stream.sizeExceeded) {
+        await sink.abort();
+        throw refused;
+      }
       if (stream.sizeExceeded) {
         await sink.abort();
         log.info({ queue: s.queueId, client: session.remoteAddress, from: mailFrom, status: 'reject', reason: 'size' }, 'message rejected');
@@ -240,14 +366,41 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: TlsMaterial 
   return server;
 }
 
-/** Streams the DATA body into the sink with backpressure, normalising line endings. */
-async function pump(stream: Readable, sink: { write(b: Buffer): Promise<void> }): Promise<void> {
+/**
+ * Streams the DATA body into the sink with backpressure, normalising line endings.
+ * With `onHeader`, the header section is held back until complete and passed to it
+ * first: it returns fields to add in front, or a refusal — then the rest of the
+ * message is read and dropped (the session stays in sync) and the refusal returned.
+ */
+async function pump(
+  stream: Readable,
+  sink: { write(b: Buffer): Promise<void> },
+  onHeader: ((header: Buffer) => Promise<Buffer | SmtpReplyError>) | null,
+): Promise<SmtpReplyError | null> {
   const norm = new LineEndingNormalizer();
-  for await (const chunk of stream) {
-    await sink.write(norm.push(chunk as Buffer));
-  }
-  const tail = norm.end();
-  if (tail.length) await sink.write(tail);
+  const peek = onHeader ? new HeaderSection() : null;
+  let refused: SmtpReplyError | null = null;
+  const release = async (parts: { header: Buffer; rest: Buffer }) => {
+    const added = await onHeader!(parts.header);
+    if (added instanceof SmtpReplyError) {
+      refused = added;
+      return;
+    }
+    for (const b of [added, parts.header, parts.rest]) if (b.length) await sink.write(b);
+  };
+  const emit = async (b: Buffer) => {
+    if (refused || !b.length) return;
+    if (peek && !peek.done) {
+      const parts = peek.push(b);
+      if (parts) await release(parts);
+      return;
+    }
+    await sink.write(b);
+  };
+  for await (const chunk of stream) await emit(norm.push(chunk as Buffer));
+  await emit(norm.end());
+  if (peek && !peek.done && !refused) await release(peek.finish());
+  return refused;
 }
 
 /** Listens on "host:port" or a unix socket path. */

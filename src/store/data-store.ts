@@ -167,6 +167,7 @@ export class DataStore implements ChunkStore {
     const d = name.toLowerCase();
     const users = await this.db.selectFrom('accounts').select('email').where('email', 'like', `%@${d}`).limit(1).execute();
     if (users.length) throw new MailError('INVALID', `domain ${d} still has users (remove them first with \`postern user del\`)`);
+    await this.db.deleteFrom('domain_admins').where('domain', '=', d).execute();
     const r = await this.db.deleteFrom('domains').where('name', '=', d).executeTakeFirst();
     if (!r.numDeletedRows) throw new MailError('NOT_FOUND', `no domain ${d}`);
   }
@@ -230,6 +231,33 @@ export class DataStore implements ChunkStore {
       .orderBy('a.email')
       .execute();
     return rows.map((r) => ({ email: r.email, messages: Number(r.messages), bytes: Number(r.bytes) }));
+  }
+
+  // ---- domain administrators ----
+
+  async setDomainAdmin(domain: string, email: string, admin: boolean): Promise<void> {
+    const d = domain.toLowerCase();
+    const account = await this.getAccount(email);
+    if (!account) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
+    if (!(await this.isLocalDomain(d))) throw new MailError('NOT_FOUND', `no domain ${d}`);
+    if (admin) await this.db.insertInto('domain_admins').values({ domain: d, account_id: account.id }).onConflict((oc) => oc.doNothing()).execute();
+    else await this.db.deleteFrom('domain_admins').where('domain', '=', d).where('account_id', '=', account.id).execute();
+  }
+
+  /** Domains this account administers. */
+  async adminDomains(accountId: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('domain_admins').select('domain').where('account_id', '=', accountId).orderBy('domain').execute();
+    return rows.map((r) => r.domain);
+  }
+
+  async listDomainAdmins(): Promise<Array<{ domain: string; email: string }>> {
+    return this.db
+      .selectFrom('domain_admins as d')
+      .innerJoin('accounts as a', 'a.id', 'd.account_id')
+      .select(['d.domain', 'a.email'])
+      .orderBy('d.domain')
+      .orderBy('a.email')
+      .execute();
   }
 
   // ---- aliases ----

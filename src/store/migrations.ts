@@ -155,6 +155,18 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('queue').addColumn('lease_until', 'bigint').execute();
     },
   },
+  '0006_domain_admins': {
+    // Users who administer a domain may send as any address in it (submission's
+    // sender rules) and, later, manage it in the admin UI.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('domain_admins')
+        .addColumn('domain', 'text', (c) => c.notNull().references('domains.name').onDelete('cascade'))
+        .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+        .addPrimaryKeyConstraint('domain_admins_pk', ['domain', 'account_id'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -118,6 +118,7 @@ export interface Database {
   blobs: BlobsTable;
   search_pending: { hash: string };
   policy_state: PolicyStateTable;
+  domain_admins: { domain: string; account_id: number };
   blob_chunks: { hash: string; seq: number; data: Buffer; created_at: number };
   messages: MessagesTable;
   changes: ChangesTable;

@@ -13,6 +13,8 @@ export interface TestServer {
   dir: string;
   smtpPort: number;
   lmtpPort: number;
+  submissionPort: number;
+  submissionsPort: number;
   socketPath: string;
   /** The PostgreSQL test store (undefined on SQLite): for CLI configs pointing at this server's data. */
   store: TestStore | undefined;
@@ -26,7 +28,8 @@ export function tempDir(prefix = 'postern-test-'): string {
 
 /**
  * Starts a real server in this process on loopback ports picked by the OS, with
- * domain example.test and users alice@ and bob@ (password "secret").
+ * domain example.test and users alice@ and bob@ (password "secret"). Every TCP
+ * listener (smtp, submission, submissions, lmtp) is on; `listen` overrides replace the set.
  */
 export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[] } = {}): Promise<TestServer> {
   const dir = tempDir();
@@ -36,7 +39,7 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
       hostname: 'mx.example.test',
       data_dir: dir,
       domains: ['example.test'],
-      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
+      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', submission: '127.0.0.1:0', submissions: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
       log: { level: 'silent' },
       ...overrides,
       store: { ...pgStore, ...overrides.store },
@@ -53,6 +56,8 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
     dir,
     smtpPort: port('smtp'),
     lmtpPort: port('lmtp'),
+    submissionPort: port('submission'),
+    submissionsPort: port('submissions'),
     socketPath: config.listen.local,
     store: pgStore,
     async stop() {

@@ -23,6 +23,8 @@ export interface ConnectOptions {
   path?: string;
   /** Implicit TLS from the first byte (SMTPS, port 465 style); certificates are not verified. */
   tls?: boolean;
+  /** Local address to connect from, e.g. "127.0.0.2" to be another client on loopback. */
+  localAddress?: string;
   /** Applies to connecting, every readReply(), startTls() and closed(). Default 10000. */
   timeoutMs?: number;
 }
@@ -78,9 +80,9 @@ export class SmtpTestClient {
       let s: net.Socket;
       if (opts.tls) {
         const common = { rejectUnauthorized: false, ...(net.isIP(host) ? {} : { servername: host }) };
-        s = opts.path ? tls.connect({ path: opts.path, ...common }) : tls.connect({ port: opts.port!, host, ...common });
+        s = opts.path ? tls.connect({ path: opts.path, ...common }) : tls.connect({ port: opts.port!, host, ...common, ...(opts.localAddress ? ({ localAddress: opts.localAddress } as object) : {}) });
       } else {
-        s = opts.path ? net.connect(opts.path) : net.connect(opts.port!, host);
+        s = opts.path ? net.connect(opts.path) : net.connect({ port: opts.port!, host, localAddress: opts.localAddress });
       }
       const timer = setTimeout(() => {
         s.destroy();
@@ -244,8 +246,16 @@ export class SmtpTestClient {
    * Bytes the server sent in plaintext after the 220 are discarded (see leftoverBeforeTls), and
    * the EHLO state is reset: the client must EHLO again.
    */
-  async startTls(opts: { servername?: string } = {}): Promise<Reply> {
-    const r = await this.command('STARTTLS');
+  /**
+   * STARTTLS and the handshake. `inject`: plaintext sent in the same packet right behind
+   * "STARTTLS\r\n" (the CVE-2011-0411 command injection); a correct server discards it.
+   */
+  async startTls(opts: { servername?: string; inject?: string } = {}): Promise<Reply> {
+    let r: Reply;
+    if (opts.inject) {
+      this.sendRaw(`STARTTLS\r\n${opts.inject}`);
+      r = await this.readReply();
+    } else r = await this.command('STARTTLS');
     if (r.code !== 220) return r;
     const plain = this.socket;
     plain.removeAllListeners('data');
@@ -283,6 +293,11 @@ export class SmtpTestClient {
     this.socket = secure;
     this.attach(secure);
     return r;
+  }
+
+  /** The server's certificate (TLS only). */
+  peerCertificate(): tls.PeerCertificate | null {
+    return this.socket instanceof tls.TLSSocket ? this.socket.getPeerCertificate() : null;
   }
 
   /** Whether the connection is TLS (implicit or after STARTTLS). */

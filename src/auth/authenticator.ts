@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import type { DataStore } from '../store/data-store.ts';
+import { hashPassword, needsRehash, verifyPassword } from './password.ts';
+import { CredentialCache } from './credential-cache.ts';
+import type { BanGuard } from './bans.ts';
+
+export interface LoginRequest {
+  username: string;
+  password: string;
+  /** Client IP (or "local"). */
+  address: string;
+  /** smtp, imap, pop3, web: for logs and ban notices. */
+  protocol: string;
+}
+
+export type LoginResult = { ok: true; account: { id: number; email: string } } | { ok: false };
+
+/**
+ * Password logins for every protocol (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, POP3,
+ * the web UI): verification with the credential cache, transparent upgrade of
+ * imported hashes to argon2id, and on failure a delay (Dovecot auth_failure_delay,
+ * doubling per failure from the same client) plus a count toward a ban.
+ */
+export class Authenticator {
+  readonly cache: CredentialCache;
+
+  constructor(
+    private readonly data: DataStore,
+    private readonly cfg: Config['auth'],
+    private readonly bans: BanGuard,
+    private readonly log: Logger,
+    private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  ) {
+    this.cache = new CredentialCache(cfg.cache_ttl);
+  }
+
+  async login(req: LoginRequest): Promise<LoginResult> {
+    const username = req.username.trim().toLowerCase();
+    const account = username && req.password ? await this.data.getAccount(username) : null;
+    if (account && account.enabled && account.passwordHash) {
+      const stored = account.passwordHash;
+      if (this.cache.get(username, req.password, account.id, stored)) return this.success(req, account, 'cache');
+      if (await verifyPassword(stored, req.password)) {
+        if (needsRehash(stored)) void this.rehash(account.email, req.password);
+        else this.cache.set(username, req.password, account.id, stored);
+        return this.success(req, account, 'verified');
+      }
+    }
+    return this.failure(req, username, account ? (account.enabled ? 'password' : 'disabled') : 'unknown user');
+  }
+
+  private success(req: LoginRequest, account: { id: number; email: string }, how: string): LoginResult {
+    this.log.info({ protocol: req.protocol, client: req.address, user: account.email, via: how }, 'login');
+    return { ok: true, account: { id: account.id, email: account.email } };
+  }
+
+  private async failure(req: LoginRequest, username: string, reason: string): Promise<LoginResult> {
+    const { failures, banned } = await this.bans.recordFailure(req.address, req.protocol, username);
+    // Never log the password; the username is attacker-chosen, so it is logged as data only.
+    this.log.warn({ protocol: req.protocol, client: req.address, user: username.slice(0, 100), reason, failures, banned }, 'login failed');
+    const delay = Math.min(this.cfg.failure_delay_max, this.cfg.failure_delay * 2 ** Math.max(0, Math.min(failures - 1, 16)));
+    await this.sleep(delay);
+    return { ok: false };
+  }
+
+  /** Imported hashes (SHA512-CRYPT, bcrypt, SSHA512) become argon2id on the first good login. */
+  private async rehash(email: string, password: string): Promise<void> {
+    try {
+      await this.data.setPassword(email, await hashPassword(password));
+      this.log.info({ user: email }, 'password hash upgraded to argon2id');
+    } catch (err) {
+      this.log.error({ err, user: email }, 'could not upgrade the password hash');
+    }
+  }
+}

@@ -1,0 +1,149 @@
+import type { SMTPServerSession } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { createMechanism, decodeResponse, PASSWORD_MECHANISMS, type SaslMechanism, type SaslStep } from '../auth/sasl.ts';
+
+/**
+ * SMTP AUTH (RFC 4954) on our shared SASL mechanisms instead of smtp-server's own:
+ * - AUTH is advertised in EHLO only where it may be used (inside TLS, or from
+ *   loopback when auth.allow_plaintext_loopback is set), and AUTH outside TLS is
+ *   answered "530 5.7.0" (RFC 4954 §4 and §6) before any credentials are read;
+ * - credentials are checked by the Authenticator (cache, failure delay, bans);
+ * - replies carry RFC 3463 codes: 235 2.7.0, 535 5.7.8, 501 5.5.2, 504 5.5.4.
+ * The server passes its policy as the (non smtp-server) option `posternAuth`;
+ * without it smtp-server's behaviour is unchanged. Applied once, idempotently.
+ */
+export interface SmtpAuthPolicy {
+  /** Whether password authentication may be used on this connection now. */
+  allowed(session: SMTPServerSession, secure: boolean): boolean;
+  /** The account, or null after a failed login (the failure delay has already passed). */
+  login(creds: { username: string; password: string }, session: SMTPServerSession): Promise<{ id: number; email: string } | null>;
+}
+
+type Done = () => void;
+
+interface Connection {
+  _server: { options: { posternAuth?: SmtpAuthPolicy } };
+  session: SMTPServerSession & { transmissionType?: string };
+  secure: boolean;
+  _nextHandler: ((line: Buffer, done: Done) => void) | false;
+  _closed?: boolean;
+  _posternHideAuth?: boolean;
+  send(code: number, data?: string | string[], context?: unknown): void;
+  _transmissionType(): string;
+  _isSupported(command: string): boolean;
+  handler_AUTH(command: Buffer, done: Done): void;
+  handler_EHLO(command: Buffer, done: Done): void;
+}
+
+const MARK = Symbol.for('postern.smtpAuth');
+
+export function useSharedSaslAuth(): void {
+  const proto = (SMTPConnection as unknown as { prototype: Connection & { [MARK]?: boolean } }).prototype;
+  if (proto[MARK]) return;
+  const originalAuth = proto.handler_AUTH;
+  const originalEhlo = proto.handler_EHLO;
+  const originalSupported = proto._isSupported;
+
+  // EHLO lists AUTH only where it may be used (RFC 4954 §4: a server SHOULD NOT offer
+  // mechanisms that send passwords in the clear before TLS).
+  proto.handler_EHLO = function (this: Connection, command: Buffer, done: Done) {
+    const policy = this._server.options.posternAuth;
+    this._posternHideAuth = !!policy && !policy.allowed(this.session, this.secure);
+    try {
+      originalEhlo.call(this, command, done);
+    } finally {
+      this._posternHideAuth = false;
+    }
+  };
+  proto._isSupported = function (this: Connection, command: string) {
+    if (this._posternHideAuth && command.trim().toUpperCase() === 'AUTH') return false;
+    return originalSupported.call(this, command);
+  };
+
+  proto.handler_AUTH = function (this: Connection, command: Buffer, done: Done) {
+    const policy = this._server.options.posternAuth;
+    if (!policy) return originalAuth.call(this, command, done);
+    const args = command.toString().trim().split(/\s+/).slice(1);
+    const name = (args.shift() ?? '').toUpperCase();
+    if (!policy.allowed(this.session, this.secure)) {
+      this.send(530, '5.7.0 Must issue a STARTTLS command first');
+      return done();
+    }
+    if (this.session.user) {
+      this.send(503, '5.5.1 Already authenticated');
+      return done();
+    }
+    if (this.session.envelope.mailFrom) {
+      // RFC 4954 §4: AUTH is not permitted during a mail transaction.
+      this.send(503, '5.5.1 AUTH not permitted during a mail transaction');
+      return done();
+    }
+    if (!name || args.length > 1) {
+      this.send(501, '5.5.4 Syntax: AUTH mechanism [initial-response]');
+      return done();
+    }
+    const mechanism = (PASSWORD_MECHANISMS as readonly string[]).includes(name) ? createMechanism(name) : null;
+    if (!mechanism) {
+      this.send(504, `5.5.4 Unrecognized authentication type (use ${PASSWORD_MECHANISMS.join(' or ')})`);
+      return done();
+    }
+    let initial: Buffer | null = null;
+    if (args.length) {
+      const decoded = decodeResponse(args[0]!, true);
+      if (decoded === 'abort') return abort(this, done);
+      if (decoded === null) return badBase64(this, done);
+      initial = decoded;
+    }
+    step(this, policy, mechanism, mechanism.start(initial), done);
+  };
+  proto[MARK] = true;
+}
+
+function abort(conn: Connection, done: Done): void {
+  conn.send(501, '5.7.0 Authentication aborted');
+  done();
+}
+
+function badBase64(conn: Connection, done: Done): void {
+  conn.send(501, '5.5.2 Cannot decode response (expected base64)');
+  done();
+}
+
+function step(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism, result: SaslStep, done: Done): void {
+  switch (result.kind) {
+    case 'challenge':
+      conn._nextHandler = (line, next) => {
+        const decoded = decodeResponse(line.toString('latin1'));
+        if (decoded === 'abort') return abort(conn, next);
+        if (decoded === null) return badBase64(conn, next);
+        step(conn, policy, mechanism, mechanism.next(decoded), next);
+      };
+      conn.send(334, result.data.toString('base64'));
+      return done();
+    case 'error':
+      conn.send(501, `5.5.2 ${result.message}`);
+      return done();
+    case 'credentials':
+      if (result.authzid && result.authzid.toLowerCase() !== result.username.toLowerCase()) {
+        // Acting for another user (RFC 4616 authzid) is not supported.
+        conn.send(535, '5.7.8 Authorization identity not permitted');
+        return done();
+      }
+      policy.login({ username: result.username, password: result.password }, conn.session).then(
+        (account) => {
+          if (conn._closed) return done();
+          if (account) {
+            conn.session.user = account.email;
+            (conn.session as SMTPServerSession & { account?: unknown }).account = account;
+            conn.session.transmissionType = conn._transmissionType();
+            conn.send(235, 'Authentication successful');
+          } else conn.send(535, '5.7.8 Authentication credentials invalid');
+          done();
+        },
+        () => {
+          conn.send(454, '4.7.0 Temporary authentication failure, try again later');
+          done();
+        },
+      );
+  }
+}
