@@ -14,7 +14,8 @@ export interface LoginRequest {
   protocol: string;
 }
 
-export type LoginResult = { ok: true; account: { id: number; email: string } } | { ok: false };
+/** `banned`: the client is banned (its next attempt after the failure that banned it): the caller closes the connection. */
+export type LoginResult = { ok: true; account: { id: number; email: string } } | { ok: false; banned: boolean };
 
 /**
  * Password logins for every protocol (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, POP3,
@@ -36,6 +37,8 @@ export class Authenticator {
   }
 
   async login(req: LoginRequest): Promise<LoginResult> {
+    // A connection opened before its client was banned gets no more guesses.
+    if (await this.bans.banned(req.address)) return { ok: false, banned: true };
     const username = req.username.trim().toLowerCase();
     const account = username && req.password ? await this.data.getAccount(username) : null;
     if (account && account.enabled && account.passwordHash) {
@@ -61,7 +64,7 @@ export class Authenticator {
     this.log.warn({ protocol: req.protocol, client: req.address, user: username.slice(0, 100), reason, failures, banned }, 'login failed');
     const delay = Math.min(this.cfg.failure_delay_max, this.cfg.failure_delay * 2 ** Math.max(0, Math.min(failures - 1, 16)));
     await this.sleep(delay);
-    return { ok: false };
+    return { ok: false, banned: false };
   }
 
   /** Imported hashes (SHA512-CRYPT, bcrypt, SSHA512) become argon2id on the first good login. */

@@ -15,8 +15,8 @@ import { createMechanism, decodeResponse, PASSWORD_MECHANISMS, type SaslMechanis
 export interface SmtpAuthPolicy {
   /** Whether password authentication may be used on this connection now. */
   allowed(session: SMTPServerSession, secure: boolean): boolean;
-  /** The account, or null after a failed login (the failure delay has already passed). */
-  login(creds: { username: string; password: string }, session: SMTPServerSession): Promise<{ id: number; email: string } | null>;
+  /** The account, null after a failed login (the failure delay has already passed), or 'banned'. */
+  login(creds: { username: string; password: string }, session: SMTPServerSession): Promise<{ id: number; email: string } | null | 'banned'>;
 }
 
 type Done = () => void;
@@ -132,7 +132,8 @@ function step(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism
       policy.login({ username: result.username, password: result.password }, conn.session).then(
         (account) => {
           if (conn._closed) return done();
-          if (account) {
+          if (account === 'banned') conn.send(421, '4.7.0 Your address is temporarily blocked after too many failed logins');
+          else if (account) {
             conn.session.user = account.email;
             (conn.session as SMTPServerSession & { account?: unknown }).account = account;
             conn.session.transmissionType = conn._transmissionType();

@@ -76,7 +76,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     allowed: (session, secure) => secure || (ctx.config.auth.allow_plaintext_loopback && isLoopback(session.remoteAddress)),
     login: async ({ username, password }, session) => {
       const r = await ctx.security.auth.login({ username, password, address: session.remoteAddress, protocol: service });
-      return r.ok ? r.account : null;
+      return r.ok ? r.account : r.banned ? 'banned' : null;
     },
   };
 
