@@ -27,3 +27,18 @@ test('echo … | mail -s Subject user delivers through postern-sendmail', { skip
   assert.match(raw, /\r\n\r\nmama is god\r\n$/);
   assert.match(raw, /with local id/);
 });
+
+test('a shell loop piping messages into `mail` hits the per-sender rate limit (submission.rate_limit)', { skip }, async () => {
+  const t2 = await startTestServer({ submission: { rate_limit: 5 } });
+  try {
+    const cfg2 = writeConfig(t2.dir, `hostname = "mx.example.test"\ndata_dir = "${t2.dir}"\n[listen]\nlocal = "${t2.socketPath}"\n${storeToml(t2.store)}`);
+    const loop = `for i in 1 2 3 4 5 6 7 8; do echo "run $i" | s-nail -:/ -S mta=${SENDMAIL} -r script@example.test -s "loop $i" bob@example.test || echo "failed $i"; done`;
+    const r = await run('sh', ['-c', loop], { env: { POSTERN_CONFIG: cfg2, HOME: t2.dir, MAILRC: '/dev/null', PATH: process.env.PATH ?? '' } });
+    assert.match(r.stdout, /failed 6/);
+    assert.match(r.stdout + r.stderr, /4\.7\.1/);
+    const got = (await inbox(t2, 'bob@example.test')).filter((m) => m.subject.startsWith('loop ')).length;
+    assert.equal(got, 5, 'exactly the allowance got through');
+  } finally {
+    await t2.stop();
+  }
+});
