@@ -4,6 +4,8 @@ import type { DataStore } from '../store/data-store.ts';
 import { hashPassword, needsRehash, verifyPassword } from './password.ts';
 import { CredentialCache } from './credential-cache.ts';
 import type { BanGuard } from './bans.ts';
+import crypto from 'node:crypto';
+import { decoySecret, deriveScram, formatScram, parseScram, type ScramSecret } from './scram.ts';
 
 export interface LoginRequest {
   username: string;
@@ -25,6 +27,8 @@ export type LoginResult = { ok: true; account: { id: number; email: string } } |
  */
 export class Authenticator {
   readonly cache: CredentialCache;
+  /** Keys the SCRAM decoys of unknown users: stable within a process, unguessable outside it. */
+  private readonly decoyKey = crypto.randomBytes(32);
 
   constructor(
     private readonly data: DataStore,
@@ -46,11 +50,35 @@ export class Authenticator {
       if (this.cache.get(username, req.password, account.id, stored)) return this.success(req, account, 'cache');
       if (await verifyPassword(stored, req.password)) {
         if (needsRehash(stored)) void this.rehash(account.email, req.password);
-        else this.cache.set(username, req.password, account.id, stored);
+        else {
+          this.cache.set(username, req.password, account.id, stored);
+          if (!account.scramSecret) void this.addScram(account.email, stored, req.password);
+        }
         return this.success(req, account, 'verified');
       }
     }
     return this.failure(req, username, account ? (account.enabled ? 'password' : 'disabled') : 'unknown user');
+  }
+
+  /**
+   * SCRAM-SHA-256: the secret to run the exchange with. Unknown and disabled users
+   * get a stable decoy (RFC 5802 §9: do not reveal which users exist); a user
+   * without a secret yet (imported hash, never logged in since) gets null.
+   */
+  async scramSecret(username: string): Promise<ScramSecret | null> {
+    const u = username.trim().toLowerCase();
+    const account = await this.data.getAccount(u);
+    if (!account || !account.enabled || !account.passwordHash) return decoySecret(this.decoyKey, u);
+    return parseScram(account.scramSecret);
+  }
+
+  /** The verdict of a SCRAM proof: counted, delayed and banned exactly like a password login. */
+  async scramOutcome(req: Omit<LoginRequest, 'password'>, ok: boolean): Promise<LoginResult> {
+    if (await this.bans.banned(req.address)) return { ok: false, banned: true };
+    const username = req.username.trim().toLowerCase();
+    const account = ok ? await this.data.getAccount(username) : null;
+    if (account && account.enabled) return this.success({ ...req, password: '' }, account, 'scram');
+    return this.failure({ ...req, password: '' }, username, 'scram proof');
   }
 
   private success(req: LoginRequest, account: { id: number; email: string }, how: string): LoginResult {
@@ -67,13 +95,23 @@ export class Authenticator {
     return { ok: false, banned: false };
   }
 
-  /** Imported hashes (SHA512-CRYPT, bcrypt, SSHA512) become argon2id on the first good login. */
+  /** Imported hashes (SHA512-CRYPT, bcrypt, SSHA512) become argon2id on the first good login, with a SCRAM secret. */
   private async rehash(email: string, password: string): Promise<void> {
     try {
-      await this.data.setPassword(email, await hashPassword(password));
+      const [hash, scram] = await Promise.all([hashPassword(password), deriveScram(password)]);
+      await this.data.setPassword(email, hash, formatScram(scram));
       this.log.info({ user: email }, 'password hash upgraded to argon2id');
     } catch (err) {
       this.log.error({ err, user: email }, 'could not upgrade the password hash');
+    }
+  }
+
+  /** Accounts created before SCRAM (or by a tool that set only the hash) get their SCRAM secret at a PLAIN/LOGIN login. */
+  private async addScram(email: string, storedHash: string, password: string): Promise<void> {
+    try {
+      await this.data.setScramSecret(email, storedHash, formatScram(await deriveScram(password)));
+    } catch (err) {
+      this.log.error({ err, user: email }, 'could not store the SCRAM secret');
     }
   }
 }

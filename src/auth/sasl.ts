@@ -1,3 +1,5 @@
+import { ScramSha256, type ScramLookup } from './scram.ts';
+
 /**
  * SASL mechanisms (RFC 4422) as protocol-neutral state machines: SMTP AUTH (RFC 4954),
  * IMAP AUTHENTICATE (RFC 9051 §6.2.2) and POP3 AUTH (RFC 5034) only differ in how a
@@ -6,18 +8,21 @@
  */
 export type SaslStep =
   | { kind: 'challenge'; data: Buffer }
+  /** PLAIN/LOGIN: the Authenticator checks the password. */
   | { kind: 'credentials'; authzid: string; username: string; password: string }
+  /** SCRAM: the mechanism checked the proof itself; `final` is the server's last message (sent before success). */
+  | { kind: 'verified'; username: string; ok: boolean; final: Buffer | null }
   | { kind: 'error'; message: string };
 
 export interface SaslMechanism {
   readonly name: string;
   /** `initial`: the initial response given with the command (RFC 4422 §4), or null. */
-  start(initial: Buffer | null): SaslStep;
-  next(response: Buffer): SaslStep;
+  start(initial: Buffer | null): SaslStep | Promise<SaslStep>;
+  next(response: Buffer): SaslStep | Promise<SaslStep>;
 }
 
-/** Mechanisms that carry a password, offered only inside TLS. */
-export const PASSWORD_MECHANISMS = ['PLAIN', 'LOGIN'] as const;
+/** The mechanisms we offer, strongest first; all only inside TLS (they identify the user). */
+export const MECHANISMS = ['SCRAM-SHA-256', 'PLAIN', 'LOGIN'] as const;
 
 /** RFC 4616 §2: authcid and passwd are 1..255 octets; we allow long passphrases (up to 1 KiB). */
 const MAX_FIELD = 1024;
@@ -62,7 +67,7 @@ class Login implements SaslMechanism {
   }
   next(response: Buffer): SaslStep {
     const value = utf8(response);
-    if (value === null || value.length > MAX_FIELD || /[\x00-\x1f\x7f]/.test(value)) return { kind: 'error', message: 'malformed LOGIN response' };
+    if (value === null || value.length > MAX_FIELD || (this.username === null && /[\x00-\x1f\x7f]/.test(value))) return { kind: 'error', message: 'malformed LOGIN response' };
     if (this.username === null) {
       if (!value) return { kind: 'error', message: 'empty username' };
       this.username = value;
@@ -73,8 +78,10 @@ class Login implements SaslMechanism {
   }
 }
 
-export function createMechanism(name: string): SaslMechanism | null {
+export function createMechanism(name: string, scramLookup: ScramLookup): SaslMechanism | null {
   switch (name.toUpperCase()) {
+    case 'SCRAM-SHA-256':
+      return new ScramSha256(scramLookup);
     case 'PLAIN':
       return new Plain();
     case 'LOGIN':

@@ -14,7 +14,7 @@ export function registerServe(program: Command, configOption: () => Option): voi
       const source = loaded.file ?? 'embedded defaults (no config file found)';
       const lines = [
         `postern ready: hostname ${loaded.config.hostname}, config ${source}, data ${loaded.config.data_dir}`,
-        ...server.endpoints.map((e) => `  ${e.service.padEnd(6)} ${e.address}`),
+        ...server.endpoints.map((e) => `  ${e.service.padEnd(11)} ${e.address}`),
         `  domains: ${(await server.ctx.data.listDomains()).join(', ') || '(none: add one with `postern domain add example.org`)'}`,
       ];
       if ((await server.ctx.data.listAccounts()).length === 0) {

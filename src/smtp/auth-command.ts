@@ -1,6 +1,7 @@
 import type { SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import { createMechanism, decodeResponse, PASSWORD_MECHANISMS, type SaslMechanism, type SaslStep } from '../auth/sasl.ts';
+import { createMechanism, decodeResponse, MECHANISMS, type SaslMechanism, type SaslStep } from '../auth/sasl.ts';
+import type { ScramSecret } from '../auth/scram.ts';
 
 /**
  * SMTP AUTH (RFC 4954) on our shared SASL mechanisms instead of smtp-server's own:
@@ -12,11 +13,17 @@ import { createMechanism, decodeResponse, PASSWORD_MECHANISMS, type SaslMechanis
  * The server passes its policy as the (non smtp-server) option `posternAuth`;
  * without it smtp-server's behaviour is unchanged. Applied once, idempotently.
  */
+type Outcome = { id: number; email: string } | null | 'banned';
+
 export interface SmtpAuthPolicy {
-  /** Whether password authentication may be used on this connection now. */
+  /** Whether authentication may be used on this connection now. */
   allowed(session: SMTPServerSession, secure: boolean): boolean;
-  /** The account, null after a failed login (the failure delay has already passed), or 'banned'. */
-  login(creds: { username: string; password: string }, session: SMTPServerSession): Promise<{ id: number; email: string } | null | 'banned'>;
+  /** PLAIN/LOGIN: the account, null after a failed login (the failure delay has already passed), or 'banned'. */
+  login(creds: { username: string; password: string }, session: SMTPServerSession): Promise<Outcome>;
+  /** SCRAM: the user's secret (a decoy for unknown users), null when the user has none yet. */
+  scramSecret(username: string): Promise<ScramSecret | null>;
+  /** SCRAM: the verdict of the proof, counted like a password login. */
+  scramOutcome(username: string, ok: boolean, session: SMTPServerSession): Promise<Outcome>;
 }
 
 type Done = () => void;
@@ -82,9 +89,9 @@ export function useSharedSaslAuth(): void {
       this.send(501, '5.5.4 Syntax: AUTH mechanism [initial-response]');
       return done();
     }
-    const mechanism = (PASSWORD_MECHANISMS as readonly string[]).includes(name) ? createMechanism(name) : null;
+    const mechanism = (MECHANISMS as readonly string[]).includes(name) ? createMechanism(name, (u) => policy.scramSecret(u)) : null;
     if (!mechanism) {
-      this.send(504, `5.5.4 Unrecognized authentication type (use ${PASSWORD_MECHANISMS.join(' or ')})`);
+      this.send(504, `5.5.4 Unrecognized authentication type (use ${MECHANISMS.join(', ')})`);
       return done();
     }
     let initial: Buffer | null = null;
@@ -109,7 +116,35 @@ function badBase64(conn: Connection, done: Done): void {
   done();
 }
 
-function step(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism, result: SaslStep, done: Done): void {
+function step(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism, pending: SaslStep | Promise<SaslStep>, done: Done): void {
+  Promise.resolve(pending).then(
+    (result) => handle(conn, policy, mechanism, result, done),
+    () => {
+      conn.send(454, '4.7.0 Temporary authentication failure, try again later');
+      done();
+    },
+  );
+}
+
+/** Ends the exchange with the verdict: 235, 535 5.7.8, or 421 for a banned client. */
+function finish(conn: Connection, account: Outcome, done: Done): void {
+  if (conn._closed) return done();
+  if (account === 'banned') conn.send(421, '4.7.0 Your address is temporarily blocked after too many failed logins');
+  else if (account) {
+    conn.session.user = account.email;
+    (conn.session as SMTPServerSession & { account?: unknown }).account = account;
+    conn.session.transmissionType = conn._transmissionType();
+    conn.send(235, 'Authentication successful');
+  } else conn.send(535, '5.7.8 Authentication credentials invalid');
+  done();
+}
+
+const tempFail = (conn: Connection, done: Done) => () => {
+  conn.send(454, '4.7.0 Temporary authentication failure, try again later');
+  done();
+};
+
+function handle(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism, result: SaslStep, done: Done): void {
   switch (result.kind) {
     case 'challenge':
       conn._nextHandler = (line, next) => {
@@ -129,22 +164,23 @@ function step(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism
         conn.send(535, '5.7.8 Authorization identity not permitted');
         return done();
       }
-      policy.login({ username: result.username, password: result.password }, conn.session).then(
-        (account) => {
-          if (conn._closed) return done();
-          if (account === 'banned') conn.send(421, '4.7.0 Your address is temporarily blocked after too many failed logins');
-          else if (account) {
-            conn.session.user = account.email;
-            (conn.session as SMTPServerSession & { account?: unknown }).account = account;
-            conn.session.transmissionType = conn._transmissionType();
-            conn.send(235, 'Authentication successful');
-          } else conn.send(535, '5.7.8 Authentication credentials invalid');
-          done();
-        },
-        () => {
-          conn.send(454, '4.7.0 Temporary authentication failure, try again later');
-          done();
-        },
-      );
+      policy.login({ username: result.username, password: result.password }, conn.session).then((account) => finish(conn, account, done), tempFail(conn, done));
+      return;
+    case 'verified':
+      policy.scramOutcome(result.username, result.ok, conn.session).then((account) => {
+        if (!account || account === 'banned' || !result.final) return finish(conn, account, done);
+        // RFC 5802 §5 over RFC 4954: the server-final message is a last challenge; the client answers it empty.
+        conn._nextHandler = (line, next) => {
+          const decoded = decodeResponse(line.toString('latin1'));
+          if (decoded === 'abort') return abort(conn, next);
+          if (decoded === null || decoded.length) {
+            conn.send(501, '5.5.2 Expected an empty response');
+            return next();
+          }
+          finish(conn, account, next);
+        };
+        conn.send(334, result.final.toString('base64'));
+        done();
+      }, tempFail(conn, done));
   }
 }

@@ -10,6 +10,7 @@ import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
 import { useSharedSaslAuth, type SmtpAuthPolicy } from './auth-command.ts';
+import { MECHANISMS } from '../auth/sasl.ts';
 import { ErrorCounter } from './limits.ts';
 import { HeaderSection, headerFields } from './header-section.ts';
 import { headerAddresses, ownsAddress, type SubmittingAccount } from './sender-rules.ts';
@@ -78,6 +79,11 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
       const r = await ctx.security.auth.login({ username, password, address: session.remoteAddress, protocol: service });
       return r.ok ? r.account : r.banned ? 'banned' : null;
     },
+    scramSecret: (username) => ctx.security.auth.scramSecret(username),
+    scramOutcome: async (username, ok, session) => {
+      const r = await ctx.security.auth.scramOutcome({ username, address: session.remoteAddress, protocol: service }, ok);
+      return r.ok ? r.account : r.banned ? 'banned' : null;
+    },
   };
 
   const sessionState = (session: SMTPServerSession): SessionState => {
@@ -117,7 +123,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     ...(tls?.SNICallback ? { SNICallback: tls.SNICallback } : {}),
     minVersion: TLS_MIN_VERSION,
     authOptional: true,
-    authMethods: ['PLAIN', 'LOGIN'],
+    authMethods: [...MECHANISMS],
     disabledCommands: offersAuth ? [] : ['AUTH'],
     // Read by auth-command.ts (not an smtp-server option).
     ...(offersAuth ? ({ posternAuth: authPolicy } as object) : {}),

@@ -17,6 +17,8 @@ export interface Account {
   id: number;
   email: string;
   passwordHash: string | null;
+  /** SCRAM-SHA-256 secret in Dovecot notation (auth/scram.ts), or null until derived. */
+  scramSecret: string | null;
   displayName: string | null;
   enabled: boolean;
 }
@@ -182,7 +184,7 @@ export class DataStore implements ChunkStore {
 
   // ---- accounts ----
 
-  async addAccount(email: string, passwordHash: string | null): Promise<Account> {
+  async addAccount(email: string, passwordHash: string | null, scramSecret: string | null = null): Promise<Account> {
     const e = email.toLowerCase();
     const domain = e.slice(e.lastIndexOf('@') + 1);
     if (!(await this.isLocalDomain(domain))) {
@@ -193,7 +195,7 @@ export class DataStore implements ChunkStore {
       if (existing) throw new MailError('ALREADY_EXISTS', `user ${e} exists already`);
       const row = await trx
         .insertInto('accounts')
-        .values({ email: e, password_hash: passwordHash, display_name: null, quota_bytes: null, enabled: 1, modseq: 0, created_at: now() })
+        .values({ email: e, password_hash: passwordHash, scram_sha256: scramSecret, display_name: null, quota_bytes: null, enabled: 1, modseq: 0, created_at: now() })
         .returning('id')
         .executeTakeFirstOrThrow();
       const uidvalidity = Math.floor(Date.now() / 1000);
@@ -203,7 +205,7 @@ export class DataStore implements ChunkStore {
           .values({ account_id: row.id, name: mb.name, special_use: mb.specialUse, uidvalidity, uidnext: 1, highestmodseq: 0, subscribed: 1, created_at: now() })
           .execute();
       }
-      return { id: row.id, email: e, passwordHash, displayName: null, enabled: true };
+      return { id: row.id, email: e, passwordHash, scramSecret, displayName: null, enabled: true };
     });
   }
 
@@ -212,14 +214,24 @@ export class DataStore implements ChunkStore {
     if (!r.numDeletedRows) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
   }
 
-  async setPassword(email: string, passwordHash: string): Promise<void> {
-    const r = await this.db.updateTable('accounts').set({ password_hash: passwordHash }).where('email', '=', email.toLowerCase()).executeTakeFirst();
+  /** A new password: the hash, and its SCRAM secret (null: none until the next PLAIN/LOGIN login derives it). */
+  async setPassword(email: string, passwordHash: string, scramSecret: string | null = null): Promise<void> {
+    const r = await this.db
+      .updateTable('accounts')
+      .set({ password_hash: passwordHash, scram_sha256: scramSecret })
+      .where('email', '=', email.toLowerCase())
+      .executeTakeFirst();
     if (!r.numUpdatedRows) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
+  }
+
+  /** Adds the SCRAM secret of the current password (derived at a PLAIN/LOGIN login), unless the password changed meanwhile. */
+  async setScramSecret(email: string, passwordHash: string, scramSecret: string): Promise<void> {
+    await this.db.updateTable('accounts').set({ scram_sha256: scramSecret }).where('email', '=', email.toLowerCase()).where('password_hash', '=', passwordHash).execute();
   }
 
   async getAccount(email: string): Promise<Account | null> {
     const [r] = await this.qAccount(email.toLowerCase());
-    return r ? { id: r.id, email: r.email, passwordHash: r.password_hash, displayName: r.display_name, enabled: !!r.enabled } : null;
+    return r ? { id: r.id, email: r.email, passwordHash: r.password_hash, scramSecret: r.scram_sha256, displayName: r.display_name, enabled: !!r.enabled } : null;
   }
 
   async listAccounts(): Promise<Array<{ email: string; messages: number; bytes: number }>> {

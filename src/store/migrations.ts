@@ -155,10 +155,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('queue').addColumn('lease_until', 'bigint').execute();
     },
   },
-  '0006_domain_admins': {
+  '0006_submission': {
     // Users who administer a domain may send as any address in it (submission's
-    // sender rules) and, later, manage it in the admin UI.
+    // sender rules) and, later, manage it in the admin UI. SCRAM-SHA-256 secrets
+    // live beside the argon2id hash (auth/scram.ts).
     async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('accounts').addColumn('scram_sha256', 'text').execute();
       await db.schema
         .createTable('domain_admins')
         .addColumn('domain', 'text', (c) => c.notNull().references('domains.name').onDelete('cascade'))

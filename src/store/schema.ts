@@ -22,6 +22,8 @@ export interface AccountsTable {
   id: Generated<number>;
   email: string;
   password_hash: string | null;
+  /** "{SCRAM-SHA-256}iter,salt,StoredKey,ServerKey" (migration 0006). */
+  scram_sha256: string | null;
   display_name: string | null;
   quota_bytes: number | null;
   enabled: number;

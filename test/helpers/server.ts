@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
-import { hashPassword } from '../../src/auth/password.ts';
+import { passwordSecrets } from '../../src/auth/secrets.ts';
 import { dropTestStore, testStore, type TestStore } from './backend.ts';
 
 export interface TestServer {
@@ -48,8 +48,8 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
   );
   config.listen.local ??= path.join(dir, 'postern.sock');
   const server = await startServer(config, pino({ level: process.env.POSTERN_TEST_LOG ?? 'silent' }));
-  const hash = await hashPassword('secret');
-  for (const u of opts.users ?? ['alice@example.test', 'bob@example.test']) await server.ctx.data.addAccount(u, hash);
+  const { hash, scram } = await passwordSecrets('secret');
+  for (const u of opts.users ?? ['alice@example.test', 'bob@example.test']) await server.ctx.data.addAccount(u, hash, scram);
   const port = (svc: string) => Number(server.endpoints.find((e) => e.service === svc)?.address.split(':').pop() ?? 0);
   return {
     server,
