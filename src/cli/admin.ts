@@ -1,6 +1,7 @@
 import type { Command, Option } from 'commander';
 import { CliError, isEmail, passwordFromStdin, promptPassword, withStores } from './io.ts';
-import { hashPassword } from '../auth/password.ts';
+import { passwordSecrets } from '../auth/secrets.ts';
+import { registerUserImport } from './user-import.ts';
 
 export function registerAdmin(program: Command, configOption: () => Option): void {
   const domain = program.command('domain').description('manage the domains Postern receives mail for');
@@ -48,7 +49,8 @@ export function registerAdmin(program: Command, configOption: () => Option): voi
         let password: string | null = null;
         if (opts.passwordStdin) password = await passwordFromStdin();
         else if (opts.password && process.stdin.isTTY) password = await promptPassword();
-        await data.addAccount(email, password === null ? null : await hashPassword(password));
+        const secrets = password === null ? null : await passwordSecrets(password);
+        await data.addAccount(email, secrets?.hash ?? null, secrets?.scram ?? null);
         console.log(`user ${email.toLowerCase()} added${password === null ? ' (no password set: `postern user passwd ' + email + ' --password-stdin`)' : ''}`);
       }),
     );
@@ -83,10 +85,13 @@ export function registerAdmin(program: Command, configOption: () => Option): voi
       withStores(opts, async ({ data }) => {
         const password = opts.passwordStdin ? await passwordFromStdin() : process.stdin.isTTY ? await promptPassword() : null;
         if (!password) throw new CliError('no password given: use --password-stdin or run on a terminal');
-        await data.setPassword(email, await hashPassword(password));
+        const { hash, scram } = await passwordSecrets(password);
+        await data.setPassword(email, hash, scram);
         console.log(`password of ${email.toLowerCase()} changed`);
       }),
     );
+
+  registerUserImport(user, configOption);
 
   const alias = program.command('alias').description('manage aliases: ALIAS delivers to one or more TARGETs (local or remote); "@domain" is a catch-all');
   alias

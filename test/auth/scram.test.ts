@@ -98,3 +98,27 @@ test('a user without a SCRAM secret gets one at the next PLAIN login', async () 
     await t.stop();
   }
 });
+
+test('an imported Dovecot hash logs in over SMTP AUTH and is upgraded to argon2id (with a SCRAM secret)', async () => {
+  const t = await startTestServer({});
+  try {
+    // openssl passwd -6 -salt saltsalt 'correct horse'
+    const imported = '{SHA512-CRYPT}$6$saltsalt$hRM5XZ86KXEw9UOmjigeVqFgULtFB2sgpC9lXQDfMib3Zgw7mEiUvBJI2EplzfAqxL5Vvwp2scFtv/uamSo5z0';
+    await t.server.ctx.data.addAccount('dave@example.test', imported);
+    const c = await SmtpTestClient.connect({ port: t.submissionsPort, tls: true });
+    await c.command('EHLO client.test');
+    const r = await c.command(`AUTH PLAIN ${Buffer.from('\0dave@example.test\0correct horse').toString('base64')}`);
+    assert.equal(r.code, 235, `${r.code} ${r.text}`);
+    await c.quit();
+    let account = await t.server.ctx.data.getAccount('dave@example.test');
+    for (let i = 0; i < 100 && account!.passwordHash === imported; i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      account = await t.server.ctx.data.getAccount('dave@example.test');
+    }
+    assert.match(account!.passwordHash!, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    assert.ok(parseScram(account!.scramSecret), 'SCRAM secret derived too');
+    assert.equal((await t.server.ctx.security.auth.login({ username: 'dave@example.test', password: 'correct horse', address: '127.0.0.1', protocol: 'test' })).ok, true);
+  } finally {
+    await t.stop();
+  }
+});
