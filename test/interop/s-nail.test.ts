@@ -16,7 +16,7 @@ after(async () => t?.stop());
 
 test('echo … | mail -s Subject user delivers through postern-sendmail', { skip }, async () => {
   // s-nail calls its "mta" the way it calls /usr/sbin/sendmail; install-sendmail links ours there.
-  const r = await run('s-nail', ['-:/', '-S', `mta=${SENDMAIL}`, '-s', 'mama is god', 'alice@example.test'], {
+  const r = await run('s-nail', ['-:/', '-S', `mta=${SENDMAIL}`, '-S', `DEAD=${t.dir}/dead.letter`, '-s', 'mama is god', 'alice@example.test'], {
     input: 'mama is god\n',
     env: { POSTERN_CONFIG: cfg, HOME: t.dir, MAILRC: '/dev/null' },
   });
@@ -32,7 +32,7 @@ test('a shell loop piping messages into `mail` hits the per-sender rate limit (s
   const t2 = await startTestServer({ submission: { rate_limit: 5 } });
   try {
     const cfg2 = writeConfig(t2.dir, `hostname = "mx.example.test"\ndata_dir = "${t2.dir}"\n[listen]\nlocal = "${t2.socketPath}"\n${storeToml(t2.store)}`);
-    const loop = `for i in 1 2 3 4 5 6 7 8; do echo "run $i" | s-nail -:/ -S mta=${SENDMAIL} -r script@example.test -s "loop $i" bob@example.test || echo "failed $i"; done`;
+    const loop = `for i in 1 2 3 4 5 6 7 8; do echo "run $i" | s-nail -:/ -S mta=${SENDMAIL} -S DEAD=${t2.dir}/dead.letter -r script@example.test -s "loop $i" bob@example.test || echo "failed $i"; done`;
     const r = await run('sh', ['-c', loop], { env: { POSTERN_CONFIG: cfg2, HOME: t2.dir, MAILRC: '/dev/null', PATH: process.env.PATH ?? '' } });
     assert.match(r.stdout, /failed 6/);
     assert.match(r.stdout + r.stderr, /4\.7\.1/);
