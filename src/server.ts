@@ -9,7 +9,7 @@ import { StartupError } from './core/errors.ts';
 import { InternalDirectory } from './directory/directory.ts';
 import { Ingest } from './core/ingest.ts';
 import type { Context } from './core/context.ts';
-import { loadTls } from './net/tls.ts';
+import { createTlsProvider } from './net/certificates.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { BanGuard, type BanNotice } from './auth/bans.ts';
 import { ConnectionGuard } from './net/connection-guard.ts';
@@ -84,7 +84,13 @@ async function notifyBan(ctx: Context, n: BanNotice): Promise<void> {
 
 export async function startServer(config: Config, log?: Logger): Promise<RunningServer> {
   const { ctx, stores } = await createContext(config, log);
-  const tls = await loadTls(config, ctx.log);
+  let tls;
+  try {
+    tls = await createTlsProvider(config, ctx.log);
+  } catch (err) {
+    await stores.close();
+    throw err;
+  }
   const servers: SMTPServer[] = [];
   const endpoints: RunningServer['endpoints'] = [];
   try {
@@ -96,7 +102,9 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     ] as const;
     for (const [service, addr, mode] of tcp) {
       if (!addr) continue;
-      const server = createSmtpServer(ctx, mode, tls);
+      const server = createSmtpServer(ctx, mode, { ...tls.defaultMaterial(), SNICallback: tls.sniCallback });
+      // A renewed default certificate replaces smtp-server's default context (SNI ones are looked up per handshake).
+      tls.onChange(() => server.updateSecureContext(tls.defaultMaterial()));
       try {
         await listen(server, splitHostPort(addr));
       } catch (err) {
@@ -122,6 +130,7 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     }
   } catch (err) {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    tls.close();
     await stores.close();
     throw err;
   }
@@ -131,6 +140,7 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     endpoints,
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      tls.close();
       if (config.listen.local) fs.rmSync(config.listen.local, { force: true });
       fs.rmSync(`${config.data_dir}/postern.pid`, { force: true });
       await stores.close();
