@@ -10,6 +10,8 @@ import { InternalDirectory } from './directory/directory.ts';
 import { Ingest } from './core/ingest.ts';
 import type { Context } from './core/context.ts';
 import { createTlsProvider } from './net/certificates.ts';
+import { AcmeChallenges, AcmeManager } from './net/acme.ts';
+import { startWebListeners, type WebListeners } from './net/acme-listeners.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { BanGuard, type BanNotice } from './auth/bans.ts';
 import { ConnectionGuard } from './net/connection-guard.ts';
@@ -21,6 +23,8 @@ export interface RunningServer {
   ctx: Context;
   /** What listens where, for the start-up banner and tests. */
   endpoints: Array<{ service: string; address: string }>;
+  /** ACME certificates (tls.acme), or null when off. */
+  acme: AcmeManager | null;
   stop(): Promise<void>;
 }
 
@@ -93,7 +97,18 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
   }
   const servers: SMTPServer[] = [];
   const endpoints: RunningServer['endpoints'] = [];
+  let web: WebListeners | null = null;
+  let acme: AcmeManager | null = null;
   try {
+    const challenges = new AcmeChallenges();
+    if (config.listen.http || config.listen.https) {
+      web = await startWebListeners(config, ctx.log, tls, challenges);
+      endpoints.push(...web.endpoints);
+    }
+    if (config.tls.acme.enabled) {
+      acme = new AcmeManager(config, ctx.log, challenges, (c) => tls.addCertificate('tls.acme', c.certPath, c.keyPath, c.hosts));
+      acme.start();
+    }
     const tcp = [
       ['smtp', config.listen.smtp, 'mx'],
       ['submission', config.listen.submission, 'submission'],
@@ -130,6 +145,8 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     }
   } catch (err) {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    acme?.stop();
+    await web?.close();
     tls.close();
     await stores.close();
     throw err;
@@ -138,8 +155,11 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
   return {
     ctx,
     endpoints,
+    acme,
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      acme?.stop();
+      await web?.close();
       tls.close();
       if (config.listen.local) fs.rmSync(config.listen.local, { force: true });
       fs.rmSync(`${config.data_dir}/postern.pid`, { force: true });

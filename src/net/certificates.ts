@@ -18,8 +18,14 @@ export interface TlsProvider {
   sniCallback: (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
   /** Options for node:tls servers and sockets we create ourselves (IMAP, POP3, HTTPS). */
   serverOptions(): tls.TlsOptions;
-  /** Called after a certificate was reloaded: listeners refresh their default context. */
+  /** Called after a certificate was reloaded or added: listeners refresh their default context. */
   onChange(listener: () => void): void;
+  /**
+   * Serves another certificate (ACME) from now on, watched like the configured ones;
+   * it becomes the default unless tls.cert is configured. Replaces an earlier one
+   * added under the same config key.
+   */
+  addCertificate(key: string, certPath: string, keyPath: string, hosts: string[]): void;
   close(): void;
 }
 
@@ -141,8 +147,13 @@ export async function createTlsProvider(config: Config, log: Logger): Promise<Tl
     });
     if (changed) for (const l of listeners) l();
   };
-  const timer = entries.length ? setInterval(reload, Math.max(config.tls.reload_check, 50)) : null;
-  timer?.unref();
+  let timer: NodeJS.Timeout | null = null;
+  const watch = () => {
+    if (timer || !entries.length) return;
+    timer = setInterval(reload, Math.max(config.tls.reload_check, 50));
+    timer.unref();
+  };
+  watch();
 
   const defaultEntry = () => entries[0];
   const provider: TlsProvider = {
@@ -160,6 +171,16 @@ export async function createTlsProvider(config: Config, log: Logger): Promise<Tl
     },
     onChange(listener) {
       listeners.push(listener);
+    },
+    addCertificate(key, certPath, keyPath, hosts) {
+      const entry = { ...load(key, certPath, keyPath, hosts), signature: fileSignature(certPath, keyPath) };
+      const at = entries.findIndex((e) => e.key === key);
+      if (at >= 0) entries[at] = entry;
+      else if (config.tls.cert) entries.push(entry);
+      else entries.unshift(entry);
+      watch();
+      log.info({ key, cert: certPath, hosts: entry.hosts }, 'certificate added');
+      for (const l of listeners) l();
     },
     close() {
       if (timer) clearInterval(timer);
