@@ -36,6 +36,16 @@ export const size = z.union([z.number().int().positive(), z.string()]).transform
   return Number(m[1]) * mult;
 });
 
+/** [tls.acme] when absent (output units: ms). */
+const ACME_DEFAULTS = {
+  enabled: false,
+  directory: 'https://acme-v02.api.letsencrypt.org/directory',
+  accept_terms: false,
+  hosts: [] as string[],
+  challenge: 'http-01' as const,
+  renew_before: 30 * 86_400_000,
+};
+
 export const configSchema = z
   .object({
     hostname: z.string().min(1).default('localhost'),
@@ -102,27 +112,13 @@ export const configSchema = z
             renew_before: duration.default(30 * 86_400_000),
           })
           .strict()
-          .default({
-            enabled: false,
-            directory: 'https://acme-v02.api.letsencrypt.org/directory',
-            accept_terms: false,
-            hosts: [],
-            challenge: 'http-01',
-            renew_before: 30 * 86_400_000,
-          }),
+          .default(() => ({ ...ACME_DEFAULTS, hosts: [] })),
       })
       .strict()
       .default({
         certificate: [],
         reload_check: 30_000,
-        acme: {
-          enabled: false,
-          directory: 'https://acme-v02.api.letsencrypt.org/directory',
-          accept_terms: false,
-          hosts: [],
-          challenge: 'http-01',
-          renew_before: 30 * 86_400_000,
-        },
+        acme: { ...ACME_DEFAULTS, hosts: [] },
       }),
     auth: z
       .object({

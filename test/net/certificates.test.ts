@@ -2,23 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { generate } from 'selfsigned';
+import { makeCert as cert } from '../helpers/certs.ts';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { postern, writeConfig } from '../helpers/cli.ts';
 
-/** A self-signed certificate for `names` (first = CN), written as DIR/BASE.crt and .key. */
-async function cert(dir: string, base: string, names: string[]): Promise<{ cert: string; key: string }> {
-  const pems = await generate([{ name: 'commonName', value: names[0]! }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    extensions: [{ name: 'subjectAltName', altNames: names.map((value) => ({ type: 2, value })) }],
-  } as Parameters<typeof generate>[1]);
-  const files = { cert: path.join(dir, `${base}.crt`), key: path.join(dir, `${base}.key`) };
-  fs.writeFileSync(files.cert, pems.cert);
-  fs.writeFileSync(files.key, pems.private);
-  return files;
-}
 
 /** The CN of the certificate presented after STARTTLS on the submission port, asking for `servername`. */
 async function presented(t: TestServer, servername?: string): Promise<string> {

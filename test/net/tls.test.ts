@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { pino } from 'pino';
-import { generate } from 'selfsigned';
+import { makeCert } from '../helpers/certs.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { StartupError } from '../../src/core/errors.ts';
@@ -19,18 +19,6 @@ import { tempDir } from '../helpers/server.ts';
  * the same certificates on the SMTP listeners.
  */
 
-/** A self-signed certificate for `names` (first = CN), written as DIR/BASE.crt and .key. */
-async function makeCert(dir: string, base: string, names: string[]): Promise<{ cert: string; key: string }> {
-  const pems = await generate([{ name: 'commonName', value: names[0]! }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    extensions: [{ name: 'subjectAltName', altNames: names.map((value) => ({ type: 2, value })) }],
-  } as Parameters<typeof generate>[1]);
-  const files = { cert: path.join(dir, `${base}.crt`), key: path.join(dir, `${base}.key`) };
-  fs.writeFileSync(files.cert, pems.cert);
-  fs.writeFileSync(files.key, pems.private);
-  return files;
-}
 
 function config(dir: string, tlsSection: ConfigInput['tls'] = {}) {
   return parseConfig({ hostname: 'mx.fallback.test', data_dir: dir, tls: tlsSection }, 'test');
