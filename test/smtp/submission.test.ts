@@ -149,6 +149,16 @@ test('AUTH LOGIN, abort with "*", bad base64, wrong password 535 5.7.8, AUTH twi
   assert.equal(ok.code, 235);
   assert.equal((await c.command(`AUTH PLAIN ${plain('alice@example.test', 'secret')}`)).code, 503);
   await c.quit();
+  // RFC 4954 §4: not during a mail transaction (here: the MX port after STARTTLS, MAIL before AUTH).
+  const mx = await SmtpTestClient.connect({ port: t.smtpPort });
+  await mx.command('EHLO client.test');
+  await mx.startTls();
+  await mx.command('EHLO client.test');
+  assert.equal((await mx.command('MAIL FROM:<x@remote.test>')).code, 250);
+  const during = await mx.command(`AUTH PLAIN ${plain('alice@example.test', 'secret')}`);
+  assert.equal(during.code, 503);
+  assert.equal(during.enhanced, '5.5.1');
+  await mx.quit();
 });
 
 test('AUTH PLAIN without an initial response (334 continuation)', async () => {
