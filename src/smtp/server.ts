@@ -48,6 +48,8 @@ interface SessionState {
   queueId: string;
   /** Counted against the per-IP connection limit (released on close). */
   counted: boolean;
+  /** The client left (possibly while its admission was still being checked). */
+  closed?: boolean;
 }
 
 /**
@@ -149,7 +151,10 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
             const reply = admission.reason === 'banned' ? R.BANNED : admission.reason === 'rate' ? R.CONNECTION_RATE : R.TOO_MANY_CONNECTIONS;
             return cb(new SmtpReplyError(reply));
           }
-          sessionState(session).counted = true;
+          const st = sessionState(session);
+          // Gone while the ban lookup ran: onClose had nothing to release yet, so release here.
+          if (st.closed) return guard.release(ip);
+          st.counted = true;
           log.info({ client: ip, session: session.id }, 'connect');
           cb();
         },
@@ -161,7 +166,9 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     },
     onClose(session) {
       const ip = session.remoteAddress || 'local';
-      if (state.get(session)?.counted) guard.release(ip);
+      const st = sessionState(session);
+      st.closed = true;
+      if (st.counted) guard.release(ip);
       log.info({ client: ip, session: session.id, transactions: session.transaction - 1 }, 'disconnect');
     },
     onMailFrom(address: SMTPServerAddress, session, cb) {

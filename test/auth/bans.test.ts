@@ -221,3 +221,23 @@ test('credential cache: a repeated login skips the hash; a password change inval
     await t.stop();
   }
 });
+
+test('clients that leave while their admission is checked do not leak connection slots', async () => {
+  const t = await startTestServer({ smtp: { max_connections_per_ip: 2 }, bans: { trusted_networks: [] } });
+  try {
+    const net = await import('node:net');
+    for (let i = 0; i < 40; i++) {
+      const s = net.connect({ port: t.smtpPort, host: '127.0.0.1', localAddress: '127.0.0.10' });
+      s.on('error', () => undefined);
+      s.on('connect', () => s.destroy());
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const a = await SmtpTestClient.connect({ port: t.smtpPort, localAddress: '127.0.0.10' });
+    const b = await SmtpTestClient.connect({ port: t.smtpPort, localAddress: '127.0.0.10' });
+    assert.deepEqual([a.greeting.code, b.greeting.code], [220, 220]);
+    await a.quit();
+    await b.quit();
+  } finally {
+    await t.stop();
+  }
+});
