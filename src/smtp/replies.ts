@@ -25,7 +25,7 @@ export const R = {
   // RFC 4954 §6
   AUTH_REQUIRED: { code: 530, text: '5.7.0 Authentication required' },
   // RFC 3463 §3.8: 5.7.1 delivery not authorized (Postfix reject_sender_login_mismatch answers 553 5.7.1)
-  SENDER_NOT_OWNED: { code: 553, text: '5.7.1 Sender address rejected' },
+  SENDER_NOT_OWNED: { code: 553, text: '5.7.1 Sender address rejected: not owned by the authenticated user' },
   // RFC 3463 §3.8: 4.7.1, as Postfix's smtpd_client_recipient_rate_limit does
   RATE_LIMITED: { code: 451, text: '4.7.1 Sending rate limit exceeded, try again later' },
 } as const;
@@ -35,5 +35,10 @@ export class SmtpReplyError extends Error {
   constructor(reply: { code: number; text: string }, detail?: string) {
     super(detail ? reply.text.replace(/^(\d\.\d{1,3}\.\d{1,3} )/, `$1${detail}: `) : reply.text);
     this.responseCode = reply.code;
+  }
+
+  /** The reply's codes with other wording (e.g. naming the user), like Postfix's "<addr>: Sender address rejected: …". */
+  static withText(reply: { code: number; text: string }, text: string): SmtpReplyError {
+    return new SmtpReplyError({ code: reply.code, text: `${reply.text.slice(0, reply.text.indexOf(' '))} ${text}` });
   }
 }

@@ -190,7 +190,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
         (owned) => {
           if (!owned) {
             log.warn({ client: session.remoteAddress, user: account?.email, from: address.address }, 'sender address rejected: not owned by the user');
-            void reject(session, new SmtpReplyError(R.SENDER_NOT_OWNED, `<${address.address}> not owned by user ${account?.email}`)).then((e) => cb(e));
+            void reject(session, SmtpReplyError.withText(R.SENDER_NOT_OWNED, `<${address.address}>: Sender address rejected: not owned by user ${account?.email}`)).then((e) => cb(e));
             return;
           }
           sessionState(session).queueId = newQueueId();
@@ -281,11 +281,11 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     const fields = headerFields(header);
     const from = fields.get('from') ?? [];
     const claimed = [...from, ...(fields.get('sender') ?? [])].flatMap(headerAddresses);
-    if (from.length && !claimed.length) return new SmtpReplyError(R.SENDER_NOT_OWNED, 'From header has no address');
+    if (from.length && !claimed.length) return SmtpReplyError.withText(R.SENDER_NOT_OWNED, 'Message rejected: the From header has no address');
     for (const a of claimed) {
       if (!(await ownsAddress(ctx, account, a))) {
         log.warn({ user: account.email, header_from: a, queue: queueId }, 'message rejected: From not owned by the user');
-        return new SmtpReplyError(R.SENDER_NOT_OWNED, `From <${a}> not owned by user ${account.email}`);
+        return SmtpReplyError.withText(R.SENDER_NOT_OWNED, `Message rejected: From <${a}> is not owned by user ${account.email}`);
       }
     }
     let added = '';
