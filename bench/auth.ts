@@ -21,6 +21,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { helpAndNumbers } from './options.ts';
 import { openStores } from '../src/store/open.ts';
 import { hashPassword } from '../src/auth/password.ts';
 
@@ -46,18 +47,7 @@ const { values: o } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (o.help) {
-  console.log(HELP);
-  process.exit(0);
-}
-const num = (name: string, v: string, min: number): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) {
-    console.error(`--${name} must be a number >= ${min}, got "${v}"\n\n${HELP}`);
-    process.exit(1);
-  }
-  return n;
-};
+const { num } = helpAndNumbers(HELP, o.help);
 const SECONDS = num('seconds', o.seconds, 0.1);
 const CLIENTS = Math.floor(num('clients', o.clients, 1));
 const NOOP_INTERVAL = num('noop-interval', o['noop-interval'], 1);

@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { helpAndNumbers } from './options.ts';
 import { SmtpTestClient } from '../test/helpers/smtp-client.ts';
 import BetterSqlite3 from 'better-sqlite3';
 import { openPostgresStores, openStores, type Stores } from '../src/store/open.ts';
@@ -65,18 +66,7 @@ const { values: o } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (o.help) {
-  console.log(HELP);
-  process.exit(0);
-}
-const int = (name: string, v: string, min: number): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`--${name} must be an integer >= ${min}, got "${v}"\n\n${HELP}`);
-    process.exit(1);
-  }
-  return n;
-};
+const { int } = helpAndNumbers(HELP, o.help);
 const SESSIONS = int('sessions', o.sessions, 1);
 const N = int('messages', o.messages, 1);
 const SIZE = int('size', o.size, 0);
