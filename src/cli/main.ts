@@ -6,6 +6,7 @@ import { registerMail } from './mail.ts';
 import { registerSend } from './send.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerBan } from './ban.ts';
+import { registerQueue } from './queue.ts';
 import { registerDomainAdmin } from './domain-admin.ts';
 
 /** `postern`: one command for the server and its administration. */
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerMail(program, configOption);
   registerSend(program, configOption);
   registerBan(program, configOption);
+  registerQueue(program, configOption);
   registerMigrate(program);
   return program;
 }

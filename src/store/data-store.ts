@@ -23,6 +23,21 @@ export interface Account {
   enabled: boolean;
 }
 
+export interface QueueRow {
+  id: number;
+  queueId: string;
+  sender: string;
+  recipient: string;
+  blobHash: string;
+  /** 'active' (waiting, or deferred when attempts > 0), 'sending', 'hold'. */
+  status: string;
+  attempts: number;
+  nextAttempt: number;
+  lastError: string | null;
+  createdAt: number;
+  size: number | null;
+}
+
 export interface MessageRow {
   id: number;
   mailboxId: number;
@@ -440,6 +455,54 @@ export class DataStore implements ChunkStore {
   /** A claimed entry failed temporarily: back to 'active', due again at `nextAttempt`. */
   async retryQueueEntry(id: number, nextAttempt: number, error: string): Promise<void> {
     await this.db.updateTable('queue').set({ status: 'active', lease_until: null, next_attempt: nextAttempt, last_error: error }).where('id', '=', id).execute();
+  }
+
+  // ---- outbound queue: inspection and steering (postern queue …) ----
+
+  /** Every queued recipient, oldest message first, with its message's size (for `postern queue list`). */
+  async listQueue(queueId?: string): Promise<QueueRow[]> {
+    let q = this.db
+      .selectFrom('queue as q')
+      .leftJoin('blobs as b', 'b.hash', 'q.blob_hash')
+      .select(['q.id', 'q.queue_id', 'q.sender', 'q.recipient', 'q.blob_hash', 'q.status', 'q.attempts', 'q.next_attempt', 'q.last_error', 'q.created_at', 'b.size'])
+      .orderBy('q.created_at')
+      .orderBy('q.id');
+    if (queueId) q = q.where('q.queue_id', '=', queueId);
+    return (await q.execute()).map((r) => ({
+      id: r.id,
+      queueId: r.queue_id,
+      sender: r.sender,
+      recipient: r.recipient,
+      blobHash: r.blob_hash,
+      status: r.status,
+      attempts: Number(r.attempts),
+      nextAttempt: Number(r.next_attempt),
+      lastError: r.last_error,
+      createdAt: Number(r.created_at),
+      size: r.size === null ? null : Number(r.size),
+    }));
+  }
+
+  /**
+   * Moves a message's recipients between states (Postfix postsuper -h / -H, postqueue -i):
+   * 'hold' parks the active ones; 'active' releases held ones, or with `due`, makes
+   * active ones due at once (flush). Recipients being sent right now are left alone.
+   * Returns how many changed.
+   */
+  async steerQueue(queueId: string | null, action: 'hold' | 'release' | 'flush', at = now()): Promise<number> {
+    const q = this.db.updateTable('queue');
+    const from = action === 'release' ? 'hold' : 'active';
+    let u = action === 'hold' ? q.set({ status: 'hold' }) : q.set({ status: 'active', next_attempt: at });
+    u = u.where('status', '=', from);
+    if (queueId) u = u.where('queue_id', '=', queueId);
+    const r = await u.executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  /** Removes a message's recipients from the queue (Postfix postsuper -d); not those being sent right now. */
+  async deleteQueued(queueId: string): Promise<number> {
+    const r = await this.db.deleteFrom('queue').where('queue_id', '=', queueId).where('status', '!=', 'sending').executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async countQueued(): Promise<number> {

@@ -19,8 +19,8 @@ after(async () => t.stop());
 test('--help on the command and every subcommand', async () => {
   const top = await postern(['--help']);
   assert.equal(top.status, 0);
-  for (const cmd of ['serve', 'domain', 'user', 'alias', 'mail', 'send', 'install-sendmail']) assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`));
-  for (const sub of [['domain', 'add'], ['user', 'add'], ['user', 'passwd'], ['alias', 'add'], ['mail', 'list'], ['send'], ['serve']]) {
+  for (const cmd of ['serve', 'domain', 'user', 'alias', 'mail', 'send', 'install-sendmail', 'ban', 'queue']) assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`));
+  for (const sub of [['domain', 'add'], ['domain', 'admin'], ['user', 'add'], ['user', 'passwd'], ['user', 'import', 'passwd-file'], ['alias', 'add'], ['mail', 'list'], ['send'], ['serve'], ['ban', 'list'], ['ban', 'add'], ['ban', 'del'], ['queue', 'list'], ['queue', 'show'], ['queue', 'hold'], ['queue', 'release'], ['queue', 'flush'], ['queue', 'delete']]) {
     const r = await postern([...sub, '--help']);
     assert.equal(r.status, 0, sub.join(' '));
     assert.match(r.stdout, /--config/);
