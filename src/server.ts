@@ -152,11 +152,17 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     throw err;
   }
   fs.writeFileSync(`${config.data_dir}/postern.pid`, String(process.pid));
+  // Expired counters, bans and failure records (policy_state) are dropped every 10 minutes.
+  const housekeeping = setInterval(() => {
+    ctx.data.purgeExpiredState().catch((err: unknown) => ctx.log.warn({ err }, 'could not purge expired policy state'));
+  }, 600_000);
+  housekeeping.unref();
   return {
     ctx,
     endpoints,
     acme,
     async stop() {
+      clearInterval(housekeeping);
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       acme?.stop();
       await web?.close();

@@ -117,13 +117,16 @@ function badBase64(conn: Connection, done: Done): void {
 }
 
 function step(conn: Connection, policy: SmtpAuthPolicy, mechanism: SaslMechanism, pending: SaslStep | Promise<SaslStep>, done: Done): void {
-  Promise.resolve(pending).then(
-    (result) => handle(conn, policy, mechanism, result, done),
-    () => {
-      conn.send(454, '4.7.0 Temporary authentication failure, try again later');
-      done();
-    },
-  );
+  Promise.resolve(pending)
+    .then(
+      (result) => handle(conn, policy, mechanism, result, done),
+      () => {
+        conn.send(454, '4.7.0 Temporary authentication failure, try again later');
+        done();
+      },
+    )
+    // Never an unhandled rejection (it would end the process): a reply that cannot be sent means the client is gone.
+    .catch(() => undefined);
 }
 
 /** Ends the exchange with the verdict: 235, 535 5.7.8, or 421 for a banned client. */
