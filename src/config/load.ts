@@ -81,6 +81,17 @@ function finish(config: Config, file: string | null): Config {
     c.cert = path.resolve(base, c.cert);
     c.key = path.resolve(base, c.key);
   }
+  config.dkim.directory = path.resolve(config.data_dir, config.dkim.directory);
+  if (config.queue.relay_password_file) config.queue.relay_password_file = path.resolve(base, config.queue.relay_password_file);
+  for (const t of config.transport) if (t.password_file) t.password_file = path.resolve(base, t.password_file);
+  {
+    const where = file ?? '(embedded defaults)';
+    if (!!config.queue.relay_username !== !!config.queue.relay_password_file) throw new ConfigError(`${where}: queue.relay_username and queue.relay_password_file must be given together`);
+    if ((config.queue.relay_username || config.queue.relay_password_file) && !config.queue.relayhost) throw new ConfigError(`${where}: queue.relay_username needs queue.relayhost`);
+    for (const t of config.transport) {
+      if (!!t.username !== !!t.password_file) throw new ConfigError(`${where}: transport "${t.domain}": username and password_file must be given together`);
+    }
+  }
   if (config.tls.acme.enabled) {
     const where = file ?? '(embedded defaults)';
     if (!config.tls.acme.accept_terms) throw new ConfigError(`${where}: tls.acme.enabled needs tls.acme.accept_terms = true (you agree to the CA's terms of service)`);

@@ -212,6 +212,88 @@ export const configSchema = z
         connection_rate_limit: 0,
         connection_rate_window: 60_000,
       }),
+    queue: z
+      .object({
+        /** Delay before the first retry of a deferred recipient (Postfix minimal_backoff_time). */
+        first_retry: duration.default(300_000),
+        /** Longest wait between attempts; the wait doubles up to this (Postfix maximal_backoff_time). */
+        max_retry_interval: duration.default(4_020_000),
+        /** Give up and bounce after this long in the queue (Postfix maximal_queue_lifetime). */
+        lifetime: duration.default(5 * 86_400_000),
+        /** Bounces (null sender) are given up on sooner (Postfix bounce_queue_lifetime). */
+        bounce_lifetime: duration.default(5 * 86_400_000),
+        /** Send a "delayed" DSN once a recipient has waited this long; 0: never (Postfix delay_warning_time). */
+        delay_warning: duration.default(0),
+        /** Deliveries in flight at once, all destinations together (Postfix default_process_limit). */
+        concurrency: z.number().int().positive().default(100),
+        /** Connections at once to one destination (Postfix default_destination_concurrency_limit). */
+        destination_concurrency: z.number().int().positive().default(20),
+        /** Recipients per SMTP transaction (Postfix default_destination_recipient_limit). */
+        recipients_per_transaction: z.number().int().positive().default(50),
+        /** Messages sent over one connection before it is closed (Postfix smtp_connection_reuse_count_limit). */
+        messages_per_connection: z.number().int().positive().default(100),
+        /** An idle cached connection is closed after this (Postfix smtp_connection_cache_time_limit). */
+        connection_idle: duration.default(2_000),
+        connect_timeout: duration.default(30_000),
+        /** Per-command reply timeout; DATA's final reply gets data_timeout (RFC 5321 §4.5.3.2). */
+        command_timeout: duration.default(300_000),
+        data_timeout: duration.default(600_000),
+        /** "host:port" every remote message goes to (Postfix relayhost); a smarthost of your provider. */
+        relayhost: hostPort.optional(),
+        relay_username: z.string().min(1).optional(),
+        /** File holding the relayhost's SASL password (first line). */
+        relay_password_file: z.string().min(1).optional(),
+        /** Domains whose servers must offer STARTTLS (else the attempt is deferred). */
+        tls_required_domains: z.array(z.string().min(1)).default([]),
+        /** Port of remote MX hosts (25; tests and unusual set-ups change it). */
+        mx_port: z.number().int().min(1).max(65535).default(25),
+      })
+      .strict()
+      .default({
+        first_retry: 300_000,
+        max_retry_interval: 4_020_000,
+        lifetime: 5 * 86_400_000,
+        bounce_lifetime: 5 * 86_400_000,
+        delay_warning: 0,
+        concurrency: 100,
+        destination_concurrency: 20,
+        recipients_per_transaction: 50,
+        messages_per_connection: 100,
+        connection_idle: 2_000,
+        connect_timeout: 30_000,
+        command_timeout: 300_000,
+        data_timeout: 600_000,
+        tls_required_domains: [],
+        mx_port: 25,
+      }),
+    /** Routes by recipient domain, like Postfix transport_maps; first match wins. */
+    transport: z
+      .array(
+        z
+          .object({
+            /** "example.org" (that domain), ".example.org" (its subdomains) or "*" (everything). */
+            domain: z.string().min(1),
+            /** "host:port" to hand the mail to instead of the domain's MX. */
+            relay: hostPort,
+            /** "may": STARTTLS when offered; "required": defer without it; "none": never. */
+            tls: z.enum(['may', 'required', 'none']).default('may'),
+            username: z.string().min(1).optional(),
+            password_file: z.string().min(1).optional(),
+            /** Speak LMTP (RFC 2033) instead of SMTP to the relay. */
+            lmtp: z.boolean().default(false),
+          })
+          .strict(),
+      )
+      .default([]),
+    dkim: z
+      .object({
+        /** Sign outgoing mail whose From domain has a key in data_dir/dkim (see `postern dkim generate`). */
+        sign: z.boolean().default(true),
+        /** Directory of keys; relative paths are inside data_dir. */
+        directory: z.string().min(1).default('dkim'),
+      })
+      .strict()
+      .default({ sign: true, directory: 'dkim' }),
     store: z
       .object({
         /** "sqlite": embedded, in data_dir. "postgres": one database shared by several nodes. */
