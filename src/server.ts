@@ -18,6 +18,9 @@ import { ConnectionGuard } from './net/connection-guard.ts';
 import { sendSystemMessage } from './core/notify.ts';
 import { createSmtpServer, listen } from './smtp/server.ts';
 import type { Logger } from 'pino';
+import { systemResolver, type DnsResolver } from './net/dns.ts';
+import { DeliveryAgent, nodeId } from './queue/agent.ts';
+import { DkimSigner } from './queue/dkim.ts';
 
 export interface RunningServer {
   ctx: Context;
@@ -25,6 +28,8 @@ export interface RunningServer {
   endpoints: Array<{ service: string; address: string }>;
   /** ACME certificates (tls.acme), or null when off. */
   acme: AcmeManager | null;
+  /** The outbound delivery agent, or null when off. */
+  agent: DeliveryAgent | null;
   stop(): Promise<void>;
 }
 
@@ -86,7 +91,14 @@ async function notifyBan(ctx: Context, n: BanNotice): Promise<void> {
   }
 }
 
-export async function startServer(config: Config, log?: Logger): Promise<RunningServer> {
+export interface ServerOptions {
+  /** DNS for MX lookups (tests pass a fake one); default: the system resolver. */
+  resolver?: DnsResolver;
+  /** Run the outbound delivery agent (default true; a test of the queue tools turns it off). */
+  delivery?: boolean;
+}
+
+export async function startServer(config: Config, log?: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
   const { ctx, stores } = await createContext(config, log);
   let tls;
   try {
@@ -152,6 +164,11 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     throw err;
   }
   fs.writeFileSync(`${config.data_dir}/postern.pid`, String(process.pid));
+  let agent: DeliveryAgent | null = null;
+  if (opts.delivery !== false) {
+    agent = new DeliveryAgent(ctx, opts.resolver ?? systemResolver(), new DkimSigner(config.dkim.directory, ctx.log, { enabled: config.dkim.sign }), nodeId(config.data_dir));
+    await agent.start();
+  }
   // Expired counters, bans and failure records (policy_state) are dropped every 10 minutes.
   const housekeeping = setInterval(() => {
     ctx.data.purgeExpiredState().catch((err: unknown) => ctx.log.warn({ err }, 'could not purge expired policy state'));
@@ -161,8 +178,10 @@ export async function startServer(config: Config, log?: Logger): Promise<Running
     ctx,
     endpoints,
     acme,
+    agent,
     async stop() {
       clearInterval(housekeeping);
+      await agent?.stop();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       acme?.stop();
       await web?.close();

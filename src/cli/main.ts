@@ -7,6 +7,7 @@ import { registerSend } from './send.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerBan } from './ban.ts';
 import { registerQueue } from './queue.ts';
+import { registerDkim } from './dkim.ts';
 import { registerDomainAdmin } from './domain-admin.ts';
 
 /** `postern`: one command for the server and its administration. */
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerSend(program, configOption);
   registerBan(program, configOption);
   registerQueue(program, configOption);
+  registerDkim(program, configOption);
   registerMigrate(program);
   return program;
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { BlobStore, BlobSink } from '../store/blob-store.ts';
-import type { AddedMessage, DataStore, Delivery, NewMessage } from '../store/data-store.ts';
+import type { AddedMessage, DataStore, Delivery, NewMessage, QueueSpec } from '../store/data-store.ts';
 import type { PubSub } from './pubsub.ts';
 import { MimeIndexer } from '../mime/indexer.ts';
 import type { MessageIndex } from '../mime/types.ts';
@@ -21,7 +21,7 @@ export interface IngestResult {
 
 export interface IngestTarget {
   deliveries: Delivery[];
-  queue: { queueId: string; sender: string; recipients: string[] } | null;
+  queue: QueueSpec | null;
   internalDate: number;
 }
 
@@ -118,9 +118,13 @@ export class Ingest {
     }
   }
 
+  /** Called after a commit that queued remote recipients (the delivery agent wakes up). */
+  onQueued: (() => void) | null = null;
+
   async commit(msg: NewMessage): Promise<AddedMessage[]> {
     const added = await this.committer.submit(msg);
     for (const a of added) this.pubsub.publish({ accountId: a.accountId, mailboxId: a.mailboxId, modseq: a.modseq });
+    if (msg.queue) this.onQueued?.();
     return added;
   }
 }

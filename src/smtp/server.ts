@@ -17,6 +17,7 @@ import { headerAddresses, ownsAddress, type SubmittingAccount } from './sender-r
 import { useProxyProtocol } from './proxy-listener.ts';
 import { TrustedProxies } from '../net/proxy-protocol.ts';
 import type { Resolution } from '../directory/directory.ts';
+import type { RecipientDsn } from '../store/data-store.ts';
 
 /**
  * One SMTP session engine (smtp-server) for five front doors:
@@ -114,7 +115,8 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     rejectOversized: true,
     hideSize: false,
     hideENHANCEDSTATUSCODES: false,
-    hideDSN: true,
+    // RFC 3461: NOTIFY/ORCPT/RET/ENVID are kept with queued recipients and passed on.
+    hideDSN: false,
     hidePIPELINING: false,
     hide8BITMIME: false,
     hideSMTPUTF8: false,
@@ -295,6 +297,13 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     return Buffer.from(added, 'utf8');
   }
 
+  /** NOTIFY/ORCPT the client gave for a recipient (RFC 3461 §4.1, §4.2), if any. */
+  function recipientDsn(r: SMTPServerAddress): RecipientDsn | null {
+    const d = (r as SMTPServerAddress & { dsn?: { notify?: string[]; orcpt?: string } }).dsn;
+    if (!d || (!d.notify && !d.orcpt)) return null;
+    return { notify: d.notify ? d.notify.join(',') : null, orcpt: d.orcpt ?? null };
+  }
+
   async function handleData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string | Array<string | Error>> {
     const s = sessionState(session);
     const account = loggedIn(session);
@@ -342,14 +351,31 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
       }
       const accounts = new Map<number, string>();
       const remote = new Set<string>();
+      const dsn: Record<string, RecipientDsn> = {};
       for (const r of rcpts) {
         if (r.resolution.kind !== 'deliver') continue;
         for (const a of r.resolution.accounts) accounts.set(a.id, a.email);
-        for (const x of r.resolution.remote) remote.add(x);
+        for (const x of r.resolution.remote) {
+          remote.add(x);
+          const given = recipientDsn(r);
+          // RFC 3461 §4.2: an alias expanded to another address keeps the original one as ORCPT.
+          if (given || x !== r.address.toLowerCase()) dsn[x] = { notify: given?.notify ?? null, orcpt: given?.orcpt ?? `rfc822;${r.address}` };
+        }
       }
+      const envDsn = session.envelope.dsn;
       const result = await sink.commit({
         deliveries: [...accounts.keys()].map((accountId) => ({ accountId, mailbox: 'INBOX' })),
-        queue: remote.size ? { queueId: s.queueId, sender: mailFrom, recipients: [...remote] } : null,
+        queue: remote.size
+          ? {
+              queueId: s.queueId,
+              sender: mailFrom,
+              recipients: [...remote],
+              ret: envDsn?.ret === 'FULL' || envDsn?.ret === 'HDRS' ? envDsn.ret : null,
+              envid: envDsn?.envid ?? null,
+              dsn,
+              smtputf8: session.envelope.smtpUtf8 === true,
+            }
+          : null,
         internalDate: started,
       });
       log.info(

@@ -1,6 +1,9 @@
-import { CompiledQuery, PostgresAdapter, sql, type Compilable, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, PostgresAdapter, sql, type Compilable, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { ChunkStore } from './blob-chunks.ts';
-import type { Database } from './schema.ts';
+import type { Database, QueueTable } from './schema.ts';
+import { queueRows, type QueueSpec } from './queue-rows.ts';
+
+export type { QueueSpec, RecipientDsn } from './queue-rows.ts';
 import { MailError } from '../core/errors.ts';
 
 /** The mailboxes every new account gets, with their RFC 6154 special-use attributes. */
@@ -76,7 +79,7 @@ export interface NewMessage {
   messageId: string | null;
   deliveries: Delivery[];
   /** Remote recipients to queue for outbound delivery. */
-  queue: { queueId: string; sender: string; recipients: string[] } | null;
+  queue: QueueSpec | null;
 }
 
 export interface QueueEntry {
@@ -87,7 +90,43 @@ export interface QueueEntry {
   blobHash: string;
   attempts: number;
   leaseUntil: number;
+  createdAt: number;
+  lastError: string | null;
+  notify: string | null;
+  orcpt: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  envid: string | null;
+  smtputf8: boolean;
+  warned: boolean;
 }
+
+/** What became of a claimed entry after an attempt. */
+export type QueueOutcome =
+  | { id: number; kind: 'done' }
+  | { id: number; kind: 'retry'; nextAttempt: number; error: string; warned?: boolean };
+
+type QueueDbRow = Selectable<QueueTable>;
+
+function queueEntry(r: QueueDbRow): QueueEntry {
+  return {
+    id: r.id,
+    queueId: r.queue_id,
+    sender: r.sender,
+    recipient: r.recipient,
+    blobHash: r.blob_hash,
+    attempts: Number(r.attempts),
+    leaseUntil: Number(r.lease_until),
+    createdAt: Number(r.created_at),
+    lastError: r.last_error,
+    notify: r.notify,
+    orcpt: r.orcpt,
+    ret: r.ret === 'FULL' || r.ret === 'HDRS' ? r.ret : null,
+    envid: r.envid,
+    smtputf8: Number(r.smtputf8) === 1,
+    warned: Number(r.warned) === 1,
+  };
+}
+
 
 export interface AddedMessage {
   accountId: number;
@@ -428,7 +467,7 @@ export class DataStore implements ChunkStore {
    * PostgreSQL, FOR UPDATE SKIP LOCKED lets nodes claim concurrently without waiting
    * for or duplicating each other; SQLite has one writer at a time anyway.
    */
-  async claimQueue(limit: number, leaseMs: number, at = now()): Promise<QueueEntry[]> {
+  async claimQueue(limit: number, leaseMs: number, owner: string, at = now()): Promise<QueueEntry[]> {
     const due = this.db
       .selectFrom('queue')
       .select('id')
@@ -438,23 +477,63 @@ export class DataStore implements ChunkStore {
       .limit(limit);
     const rows = await this.db
       .updateTable('queue')
-      .set({ status: 'sending', lease_until: at + leaseMs, attempts: sql`attempts + 1` })
+      .set({ status: 'sending', lease_until: at + leaseMs, lease_owner: owner, attempts: sql`attempts + 1` })
       .where('id', 'in', this.postgres ? due.forUpdate().skipLocked() : due)
       .returningAll()
       .execute();
-    return rows
-      .map((r) => ({ id: r.id, queueId: r.queue_id, sender: r.sender, recipient: r.recipient, blobHash: r.blob_hash, attempts: Number(r.attempts), leaseUntil: Number(r.lease_until) }))
-      .sort((x, y) => x.id - y.id);
+    return rows.map(queueEntry).sort((x, y) => x.id - y.id);
   }
 
-  /** A claimed entry was delivered (or bounced): it leaves the queue. */
-  async completeQueueEntry(id: number): Promise<void> {
-    await this.db.deleteFrom('queue').where('id', '=', id).execute();
+  /** Recipients an administrator asked to bounce (`postern queue bounce`), claimed like claimQueue. */
+  async claimAdminBounces(limit: number, leaseMs: number, owner: string, at = now()): Promise<QueueEntry[]> {
+    const due = this.db.selectFrom('queue').select('id').where('status', '=', 'bounce').orderBy('id').limit(limit);
+    const rows = await this.db
+      .updateTable('queue')
+      .set({ status: 'sending', lease_until: at + leaseMs, lease_owner: owner })
+      .where('id', 'in', this.postgres ? due.forUpdate().skipLocked() : due)
+      .returningAll()
+      .execute();
+    return rows.map(queueEntry).sort((x, y) => x.id - y.id);
   }
 
-  /** A claimed entry failed temporarily: back to 'active', due again at `nextAttempt`. */
-  async retryQueueEntry(id: number, nextAttempt: number, error: string): Promise<void> {
-    await this.db.updateTable('queue').set({ status: 'active', lease_until: null, next_attempt: nextAttempt, last_error: error }).where('id', '=', id).execute();
+  /** A node starting up takes back the leases it held when it stopped (it is not delivering them any more). */
+  async releaseLeases(owner: string): Promise<number> {
+    const r = await this.db.updateTable('queue').set({ status: 'active', lease_until: null, lease_owner: null }).where('status', '=', 'sending').where('lease_owner', '=', owner).executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  /** Extends the lease of entries still being delivered (long transfers, slow servers). */
+  async renewLeases(ids: number[], until: number): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      await this.db.updateTable('queue').set({ lease_until: until }).where('id', 'in', ids.slice(i, i + 500)).where('status', '=', 'sending').execute();
+    }
+  }
+
+  /**
+   * Records the outcome of attempts in one transaction (one fsync for many
+   * recipients): delivered or bounced entries leave the queue, deferred ones wait
+   * for their next attempt.
+   */
+  async finishQueueEntries(outcomes: QueueOutcome[]): Promise<void> {
+    if (!outcomes.length) return;
+    await this.db.transaction().execute(async (trx) => {
+      const done = outcomes.filter((o) => o.kind === 'done').map((o) => o.id);
+      for (let i = 0; i < done.length; i += 500) await trx.deleteFrom('queue').where('id', 'in', done.slice(i, i + 500)).execute();
+      for (const o of outcomes) {
+        if (o.kind !== 'retry') continue;
+        await trx
+          .updateTable('queue')
+          .set({ status: 'active', lease_until: null, lease_owner: null, next_attempt: o.nextAttempt, last_error: o.error.slice(0, 1000), ...(o.warned ? { warned: 1 } : {}) })
+          .where('id', '=', o.id)
+          .execute();
+      }
+    });
+  }
+
+  /** When the next queued recipient is due (the agent sleeps until then), or null when none waits. */
+  async nextQueueDue(): Promise<number | null> {
+    const r = await this.db.selectFrom('queue').select(sql<number | null>`min(next_attempt)`.as('t')).where('status', '=', 'active').executeTakeFirst();
+    return r?.t === null || r?.t === undefined ? null : Number(r.t);
   }
 
   // ---- outbound queue: inspection and steering (postern queue …) ----
@@ -503,6 +582,18 @@ export class DataStore implements ChunkStore {
   async deleteQueued(queueId: string): Promise<number> {
     const r = await this.db.deleteFrom('queue').where('queue_id', '=', queueId).where('status', '!=', 'sending').executeTakeFirst();
     return Number(r.numDeletedRows);
+  }
+
+  /** Removes every deferred recipient (tried at least once, waiting to retry): Postfix `postsuper -d ALL deferred`. */
+  async deleteDeferred(): Promise<number> {
+    const r = await this.db.deleteFrom('queue').where('status', '=', 'active').where('attempts', '>', 0).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /** Marks a message's waiting recipients to be bounced to the sender at once (the agent sends the DSN). */
+  async markQueuedForBounce(queueId: string): Promise<number> {
+    const r = await this.db.updateTable('queue').set({ status: 'bounce' }).where('queue_id', '=', queueId).where('status', 'in', ['active', 'hold']).executeTakeFirst();
+    return Number(r.numUpdatedRows);
   }
 
   async countQueued(): Promise<number> {
@@ -620,12 +711,7 @@ export class DataStore implements ChunkStore {
       added.push({ accountId: d.accountId, mailboxId: mb.id, messageId: row.id, uid, modseq });
     }
     if (m.queue) {
-      for (const rcpt of m.queue.recipients) {
-        await trx
-          .insertInto('queue')
-          .values({ queue_id: m.queue.queueId, sender: m.queue.sender, recipient: rcpt, blob_hash: m.blobHash, status: 'active', attempts: 0, next_attempt: t, last_error: null, created_at: t })
-          .execute();
-      }
+      for (const row of queueRows(m.queue, m.blobHash, t)) await trx.insertInto('queue').values(row).execute();
     }
     return added;
   }

@@ -169,6 +169,24 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0007_queue_delivery': {
+    // The delivery agent (issue #5): RFC 3461 DSN parameters per recipient, whether
+    // the sender asked for SMTPUTF8 (RFC 6531), whether the delay warning went out,
+    // and which node holds a lease (a restarted node takes its own leases back at once).
+    async up(db: Kysely<unknown>) {
+      for (const [name, type] of [
+        ['notify', 'text'],
+        ['orcpt', 'text'],
+        ['ret', 'text'],
+        ['envid', 'text'],
+        ['lease_owner', 'text'],
+      ] as const) {
+        await db.schema.alterTable('queue').addColumn(name, type).execute();
+      }
+      await db.schema.alterTable('queue').addColumn('smtputf8', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('queue').addColumn('warned', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -103,6 +103,19 @@ export interface QueueTable {
   created_at: number;
   /** While status = 'sending': the claiming node's lease (ms since epoch). */
   lease_until: number | null;
+  /** The node holding the lease (migration 0007). */
+  lease_owner: Generated<string | null>;
+  /** RFC 3461: "NEVER" or a comma list of SUCCESS, FAILURE, DELAY; null: not given (FAILURE,DELAY). */
+  notify: Generated<string | null>;
+  /** RFC 3461 ORCPT, "rfc822;addr" (xtext decoded). */
+  orcpt: Generated<string | null>;
+  /** RFC 3461 RET: 'FULL' | 'HDRS'; null: not given. */
+  ret: Generated<string | null>;
+  envid: Generated<string | null>;
+  /** The message was received with SMTPUTF8 (RFC 6531). */
+  smtputf8: Generated<number>;
+  /** A delay warning DSN was sent for this recipient. */
+  warned: Generated<number>;
 }
 
 export interface PolicyStateTable {

@@ -9,7 +9,8 @@ let t: TestServer;
 let cfg: string;
 let queueId = '';
 before(async () => {
-  t = await startTestServer();
+  // The delivery agent is off: these tests steer the queue by hand.
+  t = await startTestServer({}, { delivery: false });
   cfg = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\n[listen]\nlocal = "${t.socketPath}"\n${storeToml(t.store)}`);
   // Mail for two remote recipients, through the local socket (like postern-sendmail).
   const c = await SmtpTestClient.connect({ path: t.socketPath });
@@ -47,18 +48,18 @@ test('hold keeps a message from delivery, release and flush make it due, delete 
   const data = t.server.ctx.data;
   const hold = await postern(['queue', 'hold', queueId, '--config', cfg]);
   assert.match(hold.stdout, /2 recipient\(s\) put on hold/);
-  assert.deepEqual(await data.claimQueue(10, 60_000), [], 'held mail is not handed to delivery');
+  assert.deepEqual(await data.claimQueue(10, 60_000, 'test'), [], 'held mail is not handed to delivery');
   assert.match((await postern(['queue', 'list', '--config', cfg])).stdout, /carol@remote\.test\s+hold/);
   assert.match((await postern(['queue', 'release', queueId, '--config', cfg])).stdout, /2 recipient\(s\) released/);
   // Deferred: one failed attempt, next try in an hour; flush makes it due now.
-  const [claimed] = await data.claimQueue(1, 60_000);
-  await data.retryQueueEntry(claimed!.id, Date.now() + 3_600_000, '451 4.3.0 try later');
+  const [claimed] = await data.claimQueue(1, 60_000, 'test');
+  await data.finishQueueEntries([{ id: claimed!.id, kind: 'retry', nextAttempt: Date.now() + 3_600_000, error: '451 4.3.0 try later' }]);
   const list = (await postern(['queue', 'list', '--config', cfg])).stdout;
   assert.match(list, /deferred after 1 attempt\(s\), next try in 60m\n\s+\(451 4\.3\.0 try later\)/);
   assert.match((await postern(['queue', 'flush', '--config', cfg])).stdout, /recipient\(s\) due now/);
-  const due = await data.claimQueue(10, 60_000);
+  const due = await data.claimQueue(10, 60_000, 'test');
   assert.equal(due.length, 2, 'both due after the flush');
-  for (const d of due) await data.retryQueueEntry(d.id, Date.now() + 60_000, 'x');
+  for (const d of due) await data.finishQueueEntries([{ id: d.id, kind: 'retry', nextAttempt: Date.now() + 60_000, error: 'x' }]);
   const del = await postern(['queue', 'delete', queueId, '--config', cfg]);
   assert.equal(del.status, 0, del.stderr);
   assert.match(del.stdout, /2 recipient\(s\) of \w+ deleted/);

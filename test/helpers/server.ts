@@ -6,6 +6,8 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { passwordSecrets } from '../../src/auth/secrets.ts';
+import type { DnsResolver } from '../../src/net/dns.ts';
+import { unreachableDns } from './dns.ts';
 import { dropTestStore, testStore, type TestStore } from './backend.ts';
 
 export interface TestServer {
@@ -31,7 +33,7 @@ export function tempDir(prefix = 'postern-test-'): string {
  * domain example.test and users alice@ and bob@ (password "secret"). Every TCP
  * listener (smtp, submission, submissions, lmtp) is on; `listen` overrides replace the set.
  */
-export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[] } = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[]; resolver?: DnsResolver; delivery?: boolean } = {}): Promise<TestServer> {
   const dir = tempDir();
   const pgStore = testStore();
   const config = parseConfig(
@@ -47,7 +49,8 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
     'test',
   );
   config.listen.local ??= path.join(dir, 'postern.sock');
-  const server = await startServer(config, pino({ level: process.env.POSTERN_TEST_LOG ?? 'silent' }));
+  // Remote domains: a DNS that always fails temporarily, unless the test brings its own (queued mail stays deferred, nothing bounces).
+  const server = await startServer(config, pino({ level: process.env.POSTERN_TEST_LOG ?? 'silent' }), { resolver: opts.resolver ?? unreachableDns, delivery: opts.delivery ?? true });
   const { hash, scram } = await passwordSecrets('secret');
   for (const u of opts.users ?? ['alice@example.test', 'bob@example.test']) await server.ctx.data.addAccount(u, hash, scram);
   const port = (svc: string) => Number(server.endpoints.find((e) => e.service === svc)?.address.split(':').pop() ?? 0);

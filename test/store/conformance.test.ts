@@ -234,20 +234,20 @@ for (const backend of backends) {
       const t0 = 1_800_000_000_000;
       const rows = Array.from({ length: 60 }, (_, i) => ({ queue_id: `Q${i}`, sender: 's@x.test', recipient: `r${i}@far.test`, blob_hash: 'h', status: 'active', attempts: 0, next_attempt: t0 - i, last_error: null, created_at: t0, lease_until: null }));
       await a.data.db.insertInto('queue').values(rows).execute();
-      const claimed = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 && backend.concurrentHandles ? b : a).data.claimQueue(7, 60_000, t0)));
+      const claimed = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 && backend.concurrentHandles ? b : a).data.claimQueue(7, 60_000, 'test', t0)));
       const ids = claimed.flat().map((e) => e.id);
       assert.equal(ids.length, 60, 'every due entry claimed');
       assert.equal(new Set(ids).size, 60, 'no entry claimed twice');
-      assert.deepEqual(await a.data.claimQueue(10, 60_000, t0 + 1), [], 'all leased');
+      assert.deepEqual(await a.data.claimQueue(10, 60_000, 'test', t0 + 1), [], 'all leased');
       const first = claimed.flat()[0]!;
-      await a.data.retryQueueEntry(first.id, t0 + 5_000, '451 try later');
-      assert.deepEqual(await b.data.claimQueue(10, 60_000, t0 + 4_999), []);
-      const again = await b.data.claimQueue(10, 60_000, t0 + 5_000);
+      await a.data.finishQueueEntries([{ id: first.id, kind: 'retry', nextAttempt: t0 + 5_000, error: '451 try later' }]);
+      assert.deepEqual(await b.data.claimQueue(10, 60_000, 'test', t0 + 4_999), []);
+      const again = await b.data.claimQueue(10, 60_000, 'test', t0 + 5_000);
       assert.deepEqual(again.map((e) => e.id), [first.id]);
       assert.equal(again[0]!.attempts, 2);
-      await b.data.completeQueueEntry(first.id);
+      await b.data.finishQueueEntries([{ id: first.id, kind: 'done' }]);
       // A node died holding leases: after they expire, another node takes the work.
-      const taken = await a.data.claimQueue(100, 60_000, t0 + 60_001);
+      const taken = await a.data.claimQueue(100, 60_000, 'test', t0 + 60_001);
       assert.equal(taken.length, 59);
     } finally {
       await a.close();

@@ -1,6 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AddedMessage, NewMessage } from '../data-store.ts';
 import { MailError } from '../../core/errors.ts';
+import { queueRows } from '../queue-rows.ts';
 
 /**
  * The hot path of every delivery on the embedded backend: one synchronous
@@ -39,7 +40,8 @@ export class SqliteMessageWriter {
     );
     this.insertChange = db.prepare('INSERT INTO changes (account_id, modseq, mailbox_id, message_id, uid, kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.insertQueue = db.prepare(
-      `INSERT INTO queue (queue_id, sender, recipient, blob_hash, status, attempts, next_attempt, last_error, created_at) VALUES (?, ?, ?, ?, 'active', 0, ?, NULL, ?)`,
+      `INSERT INTO queue (queue_id, sender, recipient, blob_hash, status, attempts, next_attempt, last_error, created_at, notify, orcpt, ret, envid, smtputf8)
+       VALUES (@queue_id, @sender, @recipient, @blob_hash, @status, @attempts, @next_attempt, @last_error, @created_at, @notify, @orcpt, @ret, @envid, @smtputf8)`,
     );
     this.insertPending = db.prepare('INSERT INTO search_pending (hash) VALUES (?) ON CONFLICT (hash) DO NOTHING');
     this.deletePending = db.prepare('DELETE FROM search_pending WHERE hash = ?');
@@ -112,7 +114,7 @@ export class SqliteMessageWriter {
       this.insertChange.run(d.accountId, modseq, mb.id, messageId, uid, 'add', t);
       added.push({ accountId: d.accountId, mailboxId: mb.id, messageId, uid, modseq: Number(modseq) });
     }
-    if (m.queue) for (const rcpt of m.queue.recipients) this.insertQueue.run(m.queue.queueId, m.queue.sender, rcpt, m.blobHash, t, t);
+    if (m.queue) for (const row of queueRows(m.queue, m.blobHash, t)) this.insertQueue.run(row);
     return added;
   }
 }

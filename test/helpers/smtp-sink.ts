@@ -1,0 +1,103 @@
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
+
+/** One transaction as the sink saw it. */
+export interface SinkTransaction {
+  connection: number;
+  from: string;
+  fromArgs: Record<string, unknown>;
+  rcpts: Array<{ address: string; args: Record<string, unknown> }>;
+  data: Buffer;
+}
+
+export interface SinkOptions {
+  /** Reply to a recipient: undefined accepts; a string "550 5.1.1 no such user" refuses. */
+  rcpt?: (address: string) => string | undefined;
+  /** Reply after the data; undefined accepts. May wait (a slow server). */
+  data?: (t: SinkTransaction) => Promise<string | undefined> | string | undefined;
+  port?: number;
+  /** Advertise STARTTLS (with smtp-server's built-in test certificate). */
+  tls?: boolean;
+}
+
+function replyError(text: string): Error & { responseCode: number } {
+  const code = Number(text.slice(0, 3));
+  return Object.assign(new Error(text.slice(4)), { responseCode: code });
+}
+
+/**
+ * A remote SMTP server for delivery tests (nodemailer's smtp-server, a library, not
+ * our code): records every connection and transaction, answers as told.
+ */
+export class SmtpSink {
+  readonly transactions: SinkTransaction[] = [];
+  connections = 0;
+  private server: SMTPServer;
+  port = 0;
+
+  constructor(private readonly opts: SinkOptions = {}) {
+    this.server = new SMTPServer({
+      disabledCommands: opts.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      hideDSN: false,
+      logger: false,
+      size: 50 * 1024 * 1024,
+      onConnect: (session, cb) => {
+        this.connections++;
+        (session as unknown as { n: number }).n = this.connections;
+        cb();
+      },
+      onRcptTo: (address: SMTPServerAddress, _session, cb) => {
+        const r = opts.rcpt?.(address.address);
+        cb(r ? replyError(r) : undefined);
+      },
+      onData: (stream, session, cb) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          const t: SinkTransaction = {
+            connection: (session as unknown as { n: number }).n,
+            from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+            fromArgs: (session.envelope.mailFrom && (session.envelope.mailFrom.args as Record<string, unknown>)) || {},
+            rcpts: session.envelope.rcptTo.map((r) => ({ address: r.address, args: (r.args as Record<string, unknown>) || {} })),
+            data: Buffer.concat(chunks),
+          };
+          void Promise.resolve(opts.data?.(t)).then((r) => {
+            if (r) return cb(replyError(r));
+            this.transactions.push(t);
+            cb(null, 'Ok: sunk');
+          });
+        });
+      },
+    });
+    this.server.on('error', () => undefined);
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(this.opts.port ?? 0, '127.0.0.1', resolve));
+    this.port = ((this.server as unknown as { server: import('node:net').Server }).server.address() as AddressInfo).port;
+    return this.port;
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => this.server.close(() => r()));
+  }
+
+  /** Waits until `n` transactions arrived (or fails after `ms`). */
+  async waitFor(n: number, ms = 10_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (this.transactions.length < n) {
+      if (Date.now() > end) throw new Error(`sink: ${this.transactions.length} of ${n} transactions after ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** A loopback port with nothing listening on it (a remote that is down). */
+export async function closedPort(): Promise<number> {
+  const net = await import('node:net');
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
