@@ -131,7 +131,17 @@ export class RemoteSession {
     });
     const session = new RemoteSession(conn, host, opts);
     try {
-      await new Promise<void>((resolve, reject) => conn.connect((err) => (err ? reject(err) : resolve())));
+      // nodemailer reports a failed connect as an 'error' event, not through the callback.
+      await new Promise<void>((resolve, reject) => {
+        const fail = (err: Error) => reject(err);
+        conn.once('error', fail);
+        conn.once('end', () => reject(Object.assign(new Error('connection closed during the greeting'), { code: 'ECONNECTION' })));
+        conn.connect((err) => {
+          conn.off('error', fail);
+          if (err) reject(err);
+          else resolve();
+        });
+      });
       if (host.auth) {
         const auth = host.auth;
         await new Promise<void>((resolve, reject) => conn.login({ user: auth.user, pass: auth.pass }, (err) => (err ? reject(err) : resolve())));

@@ -18,6 +18,14 @@ export interface SinkOptions {
   port?: number;
   /** Advertise STARTTLS (with smtp-server's built-in test certificate). */
   tls?: boolean;
+  /**
+   * Called for every command line a client sends (not the message data), before it
+   * is handled, with the connection's number (as in SinkTransaction.connection):
+   * tells what came after a reply, e.g. whether a client sent anything after a 250.
+   */
+  command?: (connection: number, line: string) => void;
+  /** Called when a connection is gone (QUIT or not), with its number. */
+  closed?: (connection: number) => void;
 }
 
 function replyError(text: string): Error & { responseCode: number } {
@@ -46,6 +54,10 @@ export class SmtpSink {
         (session as unknown as { n: number }).n = this.connections;
         cb();
       },
+      onClose: (session) => {
+        const n = (session as unknown as { n?: number }).n;
+        if (n !== undefined) opts.closed?.(n);
+      },
       onRcptTo: (address: SMTPServerAddress, _session, cb) => {
         const r = opts.rcpt?.(address.address);
         cb(r ? replyError(r) : undefined);
@@ -70,6 +82,26 @@ export class SmtpSink {
       },
     });
     this.server.on('error', () => undefined);
+    if (opts.command) {
+      const hook = opts.command;
+      // smtp-server has no per-command hook: wrap each connection's command
+      // dispatcher (SMTPConnection#_onCommand, called once per command line).
+      type Conn = { session: { n?: number }; _onCommand(line: Buffer | string, cb?: () => void): void };
+      const server = this.server as unknown as { connect(socket: unknown, options: unknown): void; connections: Set<Conn> };
+      const connect = server.connect.bind(server);
+      server.connect = (socket, options) => {
+        const before = new Set(server.connections);
+        connect(socket, options);
+        for (const c of server.connections) {
+          if (before.has(c)) continue;
+          const dispatch = c._onCommand.bind(c);
+          c._onCommand = (line, cb) => {
+            if (c.session.n !== undefined) hook(c.session.n, String(line ?? ''));
+            dispatch(line, cb);
+          };
+        }
+      };
+    }
   }
 
   async listen(): Promise<number> {
