@@ -21,7 +21,7 @@ function group(rows: QueueRow[]): QueuedMessage[] {
   return [...byId.values()];
 }
 
-/** The states an administrator reads: active (never tried yet), deferred (tried, will retry), sending, hold. */
+/** The states an administrator reads: active (never tried yet), deferred (tried, will retry), sending, hold, bounce (returned by `queue bounce`, DSN pending). */
 function state(r: QueueRow): string {
   return r.status === 'active' && r.attempts > 0 ? 'deferred' : r.status;
 }
@@ -98,14 +98,33 @@ export function registerQueue(program: Command, configOption: () => Option): voi
   steer('flush', 'try waiting messages (all, or one) now instead of at their next retry time (postqueue -f / -i)', 'due now');
 
   queue
-    .command('delete <id>')
-    .description('remove a message from the queue without delivering it or bouncing it (postsuper -d)')
+    .command('delete [id]')
+    .description('remove a message (or with --all-deferred every deferred recipient) from the queue without delivering or bouncing it (postsuper -d)')
+    .option('--all-deferred', 'every recipient that was tried and is waiting to retry (postsuper -d ALL deferred)')
     .addOption(configOption())
-    .action((id: string, opts: { config?: string }) =>
+    .action((id: string | undefined, opts: { config?: string; allDeferred?: boolean }) =>
       withStores(opts, async ({ data }) => {
+        if (opts.allDeferred) {
+          if (id) throw new CliError('give a queue id or --all-deferred, not both');
+          console.log(`${await data.deleteDeferred()} deferred recipient(s) deleted`);
+          return;
+        }
+        if (!id) throw new CliError('which message? give a queue id (see `postern queue list`) or --all-deferred');
         const n = await data.deleteQueued(id);
         if (!n) throw new CliError(`no queued message ${id} that is not being sent right now (see \`postern queue list\`)`);
         console.log(`${n} recipient(s) of ${id} deleted`);
+      }),
+    );
+
+  queue
+    .command('bounce <id>')
+    .description('give up on a message: its waiting recipients fail now and the sender gets a bounce (DSN) saying so')
+    .addOption(configOption())
+    .action((id: string, opts: { config?: string }) =>
+      withStores(opts, async ({ data }) => {
+        const n = await data.markQueuedForBounce(id);
+        if (!n) throw new CliError(`no waiting or held recipient of ${id} (see \`postern queue list\`)`);
+        console.log(`${n} recipient(s) of ${id} will be returned to the sender by the running server`);
       }),
     );
 }

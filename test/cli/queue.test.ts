@@ -66,3 +66,24 @@ test('hold keeps a message from delivery, release and flush make it due, delete 
   assert.match((await postern(['queue', 'list', '--config', cfg])).stdout, /queue is empty/);
   assert.equal((await postern(['queue', 'delete', queueId, '--config', cfg])).status, 1);
 });
+
+test('queue delete --all-deferred removes recipients that were tried, not fresh ones; no id and no flag is an error', async () => {
+  const data = t.server.ctx.data;
+  const c = await SmtpTestClient.connect({ path: t.socketPath });
+  for (const to of ['tried@remote.test', 'fresh@remote.test']) {
+    const r = await c.sendMail({ from: 'alice@example.test', to: [to], message: `From: alice@example.test\r\nSubject: ${to}\r\n\r\nx\r\n` });
+    assert.equal(r.data?.code, 250);
+  }
+  await c.quit();
+  const [tried] = (await data.claimQueue(10, 60_000, 'test')).filter((e) => e.recipient === 'tried@remote.test');
+  await data.finishQueueEntries([{ id: tried!.id, kind: 'retry', nextAttempt: Date.now() + 60_000, error: '451 later' }]);
+  await data.steerQueue(null, 'release');
+  const none = await postern(['queue', 'delete', '--config', cfg]);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /--all-deferred/);
+  const r = await postern(['queue', 'delete', '--all-deferred', '--config', cfg]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^1 deferred recipient\(s\) deleted/);
+  const left = await data.listQueue();
+  assert.deepEqual(left.map((x) => x.recipient), ['fresh@remote.test']);
+});

@@ -4,6 +4,8 @@ import { startTestServer, inbox, blobText, type TestServer } from '../helpers/se
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { fakeResolver } from '../helpers/dns.ts';
 import { SmtpSink, closedPort } from '../helpers/smtp-sink.ts';
+import { postern, writeConfig } from '../helpers/cli.ts';
+import { storeToml } from '../helpers/backend.ts';
 
 /**
  * The delivery agent end to end: a Postern (A, example.test) delivers to remote
@@ -256,4 +258,21 @@ test('one connection carries several messages (reuse), at most destination_concu
   } finally {
     a.server.ctx.config.queue.destination_concurrency = 20;
   }
+});
+
+test('postern queue bounce returns a waiting message to its sender at once', async () => {
+  const id = await send('alice@example.test', ['later@sink.test'], 'give up on it');
+  await until('the first deferral', async () => (await queued(id))[0]?.attempts === 1 && (await queued(id))[0]?.status === 'active');
+  const cfg = writeConfig(a.dir, `hostname = "mx.example.test"\ndata_dir = "${a.dir}"\n[listen]\nlocal = "${a.socketPath}"\n${storeToml(a.store)}`);
+  const r = await postern(['queue', 'bounce', id, '--config', cfg]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /1 recipient\(s\) of \w+ will be returned/);
+  const [dsn] = await until('the bounce', async () => {
+    const d = await dsnsFor('alice@example.test', 'give up on it');
+    return d.length ? d : null;
+  });
+  assert.match(dsn!, /returned by the administrator/);
+  assert.match(dsn!, /451 4\.2\.0 mailbox busy/, 'the last error is reported');
+  assert.deepEqual(await queued(id), []);
+  assert.equal((await postern(['queue', 'bounce', id, '--config', cfg])).status, 1, 'nothing left to bounce');
 });
