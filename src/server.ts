@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { SMTPServer } from 'smtp-server';
 import type { Config } from './config/schema.ts';
 import { splitHostPort } from './config/load.ts';
@@ -99,6 +100,8 @@ export interface ServerOptions {
 }
 
 export async function startServer(config: Config, log?: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
+  // loadConfig resolves it already; a config built in code (tests, benchmarks) may not have.
+  config.dkim.directory = path.resolve(config.data_dir, config.dkim.directory);
   const { ctx, stores } = await createContext(config, log);
   let tls;
   try {

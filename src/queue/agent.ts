@@ -71,8 +71,8 @@ function headerSection(message: Buffer): string {
 }
 
 function hasEightBit(message: Buffer): boolean {
-  for (let i = 0; i < message.length; i++) if (message[i]! > 0x7f) return true;
-  return false;
+  // latin1 maps bytes 1:1 to code points; the regex engine scans far faster than a JS loop.
+  return /[\x80-\xff]/.test(message.toString('latin1'));
 }
 
 const nonAscii = (s: string) => /[^\x00-\x7f]/.test(s);
@@ -261,9 +261,17 @@ export class DeliveryAgent {
       this.live.add(session);
       let sent = 0;
       while (job) {
-        const verdicts = await this.deliver(session, job);
-        await this.finish(job, verdicts, session);
+        const current: Job = job;
         job = null;
+        try {
+          await this.deliver(session, current);
+        } catch (err) {
+          // Recipients of this job not finished yet go back to the queue as deferred.
+          const open = current.entries.filter((e) => this.inFlight.has(e.id));
+          this.ctx.log.error({ err, queue: current.queueId }, 'queue: delivery failed unexpectedly');
+          if (open.length) await this.finish(current, open.map((entry) => ({ entry, kind: 'deferred', reply: `4.3.0 internal error: ${(err as Error).message}`, status: '4.3.0', relay: session?.label ?? null })), null);
+          break;
+        }
         sent++;
         if (!session.usable || sent >= this.q.messages_per_connection || this.stopped) break;
         job = await this.nextJob(d);
@@ -315,30 +323,40 @@ export class DeliveryAgent {
     return signature ? Buffer.concat([Buffer.from(signature, 'latin1'), stored]) : stored;
   }
 
-  private async deliver(session: RemoteSession, job: Job): Promise<Verdict[]> {
+  /**
+   * Delivers one job over the session. Each transaction's outcome is committed
+   * before the next command goes out on this connection (a message split in
+   * several transactions included), so after a crash only a 250 still in flight
+   * can lead to a second copy.
+   */
+  private async deliver(session: RemoteSession, job: Job): Promise<void> {
     const message = await this.message(job);
-    const verdicts: Verdict[] = [];
     const relay = session.label;
     const received = (headerSection(message).match(/^received:/gim) ?? []).length;
     if (received > this.ctx.config.smtp.max_received_headers) {
-      return job.entries.map((entry) => ({ entry, kind: 'bounced', reply: `5.4.6 mail forwarding loop: ${received} Received header fields`, status: '5.4.6', relay: null }));
+      await this.finish(job, job.entries.map((entry) => ({ entry, kind: 'bounced', reply: `5.4.6 mail forwarding loop: ${received} Received header fields`, status: '5.4.6', relay: null })), null);
+      return;
     }
     const eightBit = hasEightBit(message);
     // RFC 3461: NOTIFY and ORCPT belong to each recipient, nodemailer sets them per
     // transaction — recipients with different parameters go in separate transactions.
     const groups = new Map<string, QueueEntry[]>();
+    const refused: Verdict[] = [];
     for (const e of job.entries) {
       // RFC 6531 §3.2: a non-ASCII address cannot go to a server without SMTPUTF8.
       if ((nonAscii(e.sender) || nonAscii(e.recipient)) && !session.supports('SMTPUTF8')) {
-        verdicts.push({ entry: e, kind: 'bounced', reply: `5.6.7 ${relay} does not support SMTPUTF8, needed for a non-ASCII address (RFC 6531)`, status: '5.6.7', relay });
+        refused.push({ entry: e, kind: 'bounced', reply: `5.6.7 ${relay} does not support SMTPUTF8, needed for a non-ASCII address (RFC 6531)`, status: '5.6.7', relay });
         continue;
       }
       const key = `${e.notify ?? ''}\0${e.orcpt ?? ''}`;
-      groups.set(key, [...(groups.get(key) ?? []), e]);
+      const g = groups.get(key);
+      if (g) g.push(e);
+      else groups.set(key, [e]);
     }
+    if (refused.length) await this.finish(job, refused, session);
     for (const entries of groups.values()) {
       if (!session.usable) {
-        for (const entry of entries) verdicts.push({ entry, kind: 'deferred', reply: `4.4.2 lost connection with ${relay}`, status: '4.4.2', relay });
+        await this.finish(job, entries.map((entry) => ({ entry, kind: 'deferred', reply: `4.4.2 lost connection with ${relay}`, status: '4.4.2', relay })), session);
         continue;
       }
       const first = entries[0]!;
@@ -354,6 +372,7 @@ export class DeliveryAgent {
         message,
       );
       const byRcpt = new Map(result.replies.map((r) => [r.recipient, r]));
+      const verdicts: Verdict[] = [];
       let anyOk = false;
       for (const entry of entries) {
         const r = byRcpt.get(entry.recipient) ?? { code: 0, reply: 'no reply' };
@@ -361,9 +380,9 @@ export class DeliveryAgent {
         if (kind === 'sent') anyOk = true;
         verdicts.push({ entry, kind, reply: r.reply, status: enhancedStatus(r.code, r.reply), relay });
       }
+      await this.finish(job, verdicts, session);
       if (!anyOk && !result.broken) await session.reset();
     }
-    return verdicts;
   }
 
   /**

@@ -363,7 +363,19 @@ export class DkimSigner {
     }
   }
 
+  /** The last look per domain, trusted for a second: one stat per domain per second, not per message. */
+  private readonly recent = new Map<string, { at: number; keys: LoadedKey[] }>();
+
   private async keysFor(domain: string): Promise<LoadedKey[]> {
+    const seen = this.recent.get(domain);
+    if (seen && Date.now() - seen.at < 1000) return seen.keys;
+    const keys = await this.lookUp(domain);
+    if (this.recent.size > 10_000) this.recent.clear();
+    this.recent.set(domain, { at: Date.now(), keys });
+    return keys;
+  }
+
+  private async lookUp(domain: string): Promise<LoadedKey[]> {
     const domainDir = path.join(this.dir, domain);
     let st: { mtimeNs: bigint; mtimeMs: bigint } | null = null;
     try {

@@ -6,6 +6,8 @@ import { fakeResolver } from '../helpers/dns.ts';
 import { SmtpSink, closedPort } from '../helpers/smtp-sink.ts';
 import { postern, writeConfig } from '../helpers/cli.ts';
 import { storeToml } from '../helpers/backend.ts';
+import { dkimVerify } from 'mailauth';
+import { generateDkimKey } from '../../src/queue/dkim.ts';
 
 /**
  * The delivery agent end to end: a Postern (A, example.test) delivers to remote
@@ -134,7 +136,8 @@ test('remote 550 → a DSN (multipart/report) in the sender\'s INBOX with the re
   assert.match(dsn!, /Diagnostic-Code: smtp; 550 5\.1\.1 no such user here/);
   assert.match(dsn!, /Content-Type: text\/rfc822-headers/, 'RET absent: headers only');
   assert.ok(!dsn!.includes('body of to nobody'));
-  assert.deepEqual(await queued(id), []);
+  // The DSN is stored before the failed recipient leaves the queue: wait for the row to go.
+  await until('the queue row to go', async () => (await queued(id)).length === 0);
 });
 
 test('mixed replies in one transaction: 250 delivered, 550 bounced, 451 stays deferred', async () => {
@@ -174,7 +177,8 @@ test('4xx until the queue lifetime is over → bounced with 5.4.7 (fake clock)',
     assert.match(dsn!, /Original-Envelope-Id: env-42/);
     assert.match(dsn!, /Content-Type: message\/rfc822/, 'RET=FULL returns the whole message');
     assert.match(dsn!, /body of never accepted/);
-    assert.deepEqual(await queued(id), []);
+    // The DSN is stored before the failed recipient leaves the queue: wait for the row to go.
+  await until('the queue row to go', async () => (await queued(id)).length === 0);
   } finally {
     a.server.ctx.now = real;
   }
@@ -273,6 +277,27 @@ test('postern queue bounce returns a waiting message to its sender at once', asy
   });
   assert.match(dsn!, /returned by the administrator/);
   assert.match(dsn!, /451 4\.2\.0 mailbox busy/, 'the last error is reported');
-  assert.deepEqual(await queued(id), []);
+  // The DSN is stored before the failed recipient leaves the queue: wait for the row to go.
+  await until('the queue row to go', async () => (await queued(id)).length === 0);
   assert.equal((await postern(['queue', 'bounce', id, '--config', cfg])).status, 1, 'nothing left to bounce');
+});
+
+test('outgoing mail from a domain with a DKIM key is signed; the remote verifies it with the published record', async () => {
+  const key = await generateDkimKey(a.server.ctx.config.dkim.directory, 'example.test', { selector: 'sel1' });
+  await new Promise((r) => setTimeout(r, 1100)); // the signer looks at a domain's keys once a second
+  const n = sink.transactions.length;
+  await send('alice@example.test', ['signed@sink.test'], 'signed mail');
+  await until('the copy', async () => sink.transactions.length > n);
+  const data = sink.transactions.at(-1)!.data;
+  assert.match(data.toString(), /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.test;\s+s=sel1;/);
+  const txt = async (name: string, rrtype: string) => {
+    if (rrtype === 'TXT' && name === key.txtName) return [key.txtValue.match(/.{1,255}/g)!];
+    throw Object.assign(new Error(`ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+  };
+  const r = await dkimVerify(data, { resolver: txt });
+  assert.equal(r.results[0]?.status.result, 'pass');
+  // Mail from a domain without a key goes out unsigned.
+  await send('someone@elsewhere.test', ['signed@sink.test'], 'unsigned mail');
+  await until('the second copy', async () => sink.transactions.length > n + 1);
+  assert.doesNotMatch(sink.transactions.at(-1)!.data.toString(), /DKIM-Signature/);
 });
