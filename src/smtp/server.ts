@@ -18,6 +18,7 @@ import { useProxyProtocol } from './proxy-listener.ts';
 import { TrustedProxies } from '../net/proxy-protocol.ts';
 import type { Resolution } from '../directory/directory.ts';
 import type { RecipientDsn } from '../store/data-store.ts';
+import { sendDsn } from '../queue/bounce.ts';
 
 /**
  * One SMTP session engine (smtp-server) for five front doors:
@@ -392,6 +393,26 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
         },
         'message accepted',
       );
+      // RFC 3461 §5.2.2: NOTIFY=SUCCESS for a recipient delivered here gets a "delivered" notice.
+      const wanted = mailFrom ? rcpts.filter((r) => r.resolution.kind === 'deliver' && r.resolution.accounts.length && /\bSUCCESS\b/.test(recipientDsn(r)?.notify ?? '')) : [];
+      if (wanted.length) {
+        const envDsn2 = session.envelope.dsn;
+        void ctx.blobs
+          .readAll(result.blobHash)
+          .then((original) =>
+            sendDsn(ctx, {
+              queueId: s.queueId,
+              to: mailFrom,
+              arrival: new Date(started),
+              now: new Date(ctx.now()),
+              envid: envDsn2?.envid ?? null,
+              recipients: wanted.map((r) => ({ recipient: r.address, originalRecipient: recipientDsn(r)?.orcpt ?? null, action: 'delivered' as const, status: '2.0.0' })),
+              original: original.subarray(original.indexOf('\r\n') + 2),
+              ret: envDsn2?.ret === 'FULL' ? 'FULL' : 'HDRS',
+            }),
+          )
+          .catch((err: unknown) => log.warn({ err, queue: s.queueId }, 'could not send the "delivered" notice (NOTIFY=SUCCESS)'));
+      }
       const reply = `Ok: queued as ${s.queueId}`;
       return mode === 'lmtp' ? rcpts.map(() => reply) : reply;
     } catch (err) {

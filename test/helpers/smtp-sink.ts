@@ -8,6 +8,10 @@ export interface SinkTransaction {
   fromArgs: Record<string, unknown>;
   rcpts: Array<{ address: string; args: Record<string, unknown> }>;
   data: Buffer;
+  /** The transaction ran inside TLS (STARTTLS). */
+  secure: boolean;
+  /** The user the client logged in as, if it did. */
+  user: string | null;
 }
 
 export interface SinkOptions {
@@ -18,6 +22,8 @@ export interface SinkOptions {
   port?: number;
   /** Advertise STARTTLS (with smtp-server's built-in test certificate). */
   tls?: boolean;
+  /** Require AUTH (PLAIN/LOGIN, only after STARTTLS) with these credentials, like a provider's smarthost. */
+  auth?: { user: string; pass: string };
   /**
    * Called for every command line a client sends (not the message data), before it
    * is handled, with the connection's number (as in SinkTransaction.connection):
@@ -45,7 +51,13 @@ export class SmtpSink {
 
   constructor(private readonly opts: SinkOptions = {}) {
     this.server = new SMTPServer({
-      disabledCommands: opts.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      disabledCommands: opts.auth ? [] : opts.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      authOptional: !opts.auth,
+      authMethods: ['PLAIN', 'LOGIN'],
+      onAuth: (auth, _session, cb) => {
+        if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) cb(null, { user: auth.username });
+        else cb(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
+      },
       hideDSN: false,
       logger: false,
       size: 50 * 1024 * 1024,
@@ -72,6 +84,8 @@ export class SmtpSink {
             fromArgs: (session.envelope.mailFrom && (session.envelope.mailFrom.args as Record<string, unknown>)) || {},
             rcpts: session.envelope.rcptTo.map((r) => ({ address: r.address, args: (r.args as Record<string, unknown>) || {} })),
             data: Buffer.concat(chunks),
+            secure: session.secure,
+            user: typeof session.user === 'string' ? session.user : null,
           };
           void Promise.resolve(opts.data?.(t)).then((r) => {
             if (r) return cb(replyError(r));

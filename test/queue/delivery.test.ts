@@ -301,3 +301,19 @@ test('outgoing mail from a domain with a DKIM key is signed; the remote verifies
   await until('the second copy', async () => sink.transactions.length > n + 1);
   assert.doesNotMatch(sink.transactions.at(-1)!.data.toString(), /DKIM-Signature/);
 });
+
+test('NOTIFY=SUCCESS for a local recipient: the sender gets a "delivered" notice (RFC 3461 §5.2.2)', async () => {
+  await send('alice@example.test', ['bob@example.test'], 'tell me when', '', { rcpt: { 'bob@example.test': 'NOTIFY=SUCCESS ORCPT=rfc822;bob@example.test' } });
+  const [dsn] = await until('the delivered notice', async () => {
+    const d = await dsnsFor('alice@example.test', 'tell me when');
+    return d.length ? d : null;
+  });
+  assert.match(dsn!, /Subject: Successful Mail Delivery Report/);
+  assert.match(dsn!, /Action: delivered/);
+  assert.match(dsn!, /Status: 2\.0\.0/);
+  assert.match(dsn!, /Original-Recipient: rfc822;bob@example\.test/);
+  // Without NOTIFY=SUCCESS nothing comes back.
+  await send('alice@example.test', ['bob@example.test'], 'no notice please');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(await dsnsFor('alice@example.test', 'no notice please'), []);
+});
