@@ -317,3 +317,17 @@ test('NOTIFY=SUCCESS for a local recipient: the sender gets a "delivered" notice
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(await dsnsFor('alice@example.test', 'no notice please'), []);
 });
+
+test('a queued message with more than 50 Received headers is bounced as a loop (5.4.6), not sent', async () => {
+  const n = sink.transactions.length;
+  const received = Array.from({ length: 51 }, (_, i) => `Received: from hop${i}.test by hop${i + 1}.test; Tue, 1 Dec 2026 05:00:00 +0000\r\n`).join('');
+  const message = Buffer.from(`Return-Path: <alice@example.test>\r\n${received}From: alice@example.test\r\nSubject: looping\r\n\r\nround and round\r\n`);
+  await a.server.ctx.ingest.ingestBuffer(message, { deliveries: [], queue: { queueId: 'LOOPTEST0001', sender: 'alice@example.test', recipients: ['loop@sink.test'] }, internalDate: Date.now() });
+  const [dsn] = await until('the loop bounce', async () => {
+    const d = await dsnsFor('alice@example.test', 'looping');
+    return d.length ? d : null;
+  });
+  assert.match(dsn!, /Status: 5\.4\.6/);
+  assert.match(dsn!, /mail forwarding loop/);
+  assert.equal(sink.transactions.length, n, 'nothing was sent');
+});
