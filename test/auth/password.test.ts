@@ -123,7 +123,8 @@ test('crypt verification runs off the event loop', async () => {
     assert.deepEqual(results, Array.from({ length: 20 }, (_, i) => i % 2 === 1));
     assert.ok(elapsed > 200, `20 × 50000 rounds took ${elapsed.toFixed(0)} ms: suspiciously fast`);
     assert.ok(ticks > elapsed / 20, `${ticks} ticks in ${elapsed.toFixed(0)} ms`);
-    assert.ok(worst <= 20, `event loop stalled ${worst.toFixed(1)} ms`);
+    // One hash on the main thread would stall ≥ 70 ms; 50 leaves room for a loaded CI machine (seen: 21 ms).
+    assert.ok(worst <= 50, `event loop stalled ${worst.toFixed(1)} ms`);
   } finally {
     clearInterval(timer);
   }
