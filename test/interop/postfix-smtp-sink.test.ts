@@ -8,6 +8,7 @@ import path from 'node:path';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { closedPort } from '../helpers/smtp-sink.ts';
 import { startTestServer, inbox, blobText, type TestServer } from '../helpers/server.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Outbound delivery against Postfix's own test server, smtp-sink(1) (Debian package
@@ -120,15 +121,6 @@ async function submit(to: string, subject: string): Promise<void> {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The queued entries for one recipient. */
 async function queued(rcpt: string) {

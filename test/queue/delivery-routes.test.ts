@@ -8,6 +8,7 @@ import { startTestServer, inbox, blobText, type TestServer } from '../helpers/se
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Delivery routes and their TLS/AUTH policies: opportunistic STARTTLS, domains that
@@ -15,15 +16,6 @@ import { SmtpSink } from '../helpers/smtp-sink.ts';
  * transport; plus the delay warning and the per-attempt mail log line.
  */
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function send(t: TestServer, to: string[], subject: string): Promise<string> {
   const c = await SmtpTestClient.connect({ path: t.socketPath });

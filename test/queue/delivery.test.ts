@@ -8,6 +8,7 @@ import { postern, writeConfig } from '../helpers/cli.ts';
 import { storeToml } from '../helpers/backend.ts';
 import { dkimVerify } from 'mailauth';
 import { generateDkimKey } from '../../src/queue/dkim.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * The delivery agent end to end: a Postern (A, example.test) delivers to remote
@@ -23,15 +24,6 @@ const sink = new SmtpSink({
 });
 let downPort = 0;
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function send(from: string, to: string[], subject: string, extra = '', params?: { mail?: string; rcpt?: Record<string, string> }): Promise<string> {
   const c = await SmtpTestClient.connect({ path: a.socketPath });
