@@ -116,16 +116,19 @@ export function buildEnvelope(fields: HeaderField[]): Envelope {
     const v = first(fields, n);
     return v === null ? null : utf8(v);
   };
-  const from = parseAddressList(get('from'));
+  // parseAddressList decodes UTF-8 itself: give it the raw (latin1-read) value, or
+  // "José" would be decoded twice into "Jos\uFFFD".
+  const addresses = (n: string) => parseAddressList(first(fields, n));
+  const from = addresses('from');
   return {
     date: get('date'),
     subject: get('subject'),
     from,
-    sender: parseAddressList(get('sender')) ?? from,
-    replyTo: parseAddressList(get('reply-to')) ?? from,
-    to: parseAddressList(get('to')),
-    cc: parseAddressList(get('cc')),
-    bcc: parseAddressList(get('bcc')),
+    sender: addresses('sender') ?? from,
+    replyTo: addresses('reply-to') ?? from,
+    to: addresses('to'),
+    cc: addresses('cc'),
+    bcc: addresses('bcc'),
     inReplyTo: get('in-reply-to'),
     messageId: get('message-id'),
   };
