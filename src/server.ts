@@ -18,6 +18,7 @@ import { BanGuard, type BanNotice } from './auth/bans.ts';
 import { ConnectionGuard } from './net/connection-guard.ts';
 import { sendSystemMessage } from './core/notify.ts';
 import { createSmtpServer, listen } from './smtp/server.ts';
+import { createImapServer, type ImapServer } from './imap/server.ts';
 import type { Logger } from 'pino';
 import { systemResolver, type DnsResolver } from './net/dns.ts';
 import { DeliveryAgent, nodeId } from './queue/agent.ts';
@@ -111,6 +112,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     throw err;
   }
   const servers: SMTPServer[] = [];
+  const netServers: ImapServer[] = [];
   const endpoints: RunningServer['endpoints'] = [];
   let web: WebListeners | null = null;
   let acme: AcmeManager | null = null;
@@ -147,6 +149,27 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
       endpoints.push({ service, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
     }
+    for (const mode of ['imap', 'imaps'] as const) {
+      const addr = config.listen[mode];
+      if (!addr) continue;
+      const server = createImapServer(ctx, mode, tls);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(splitHostPort(addr).port, splitHostPort(addr).host, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        throw new StartupError(`cannot listen for ${mode} on ${addr} (config key listen.${mode}): ${(err as Error).message}`);
+      }
+      server.on('error', (err) => ctx.log.error({ err, service: mode }, 'listener error'));
+      netServers.push(server);
+      const bound = server.address();
+      const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
+      endpoints.push({ service: mode, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
+    }
     if (config.listen.local) {
       const server = createSmtpServer(ctx, 'local', null);
       try {
@@ -160,6 +183,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     }
   } catch (err) {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of netServers) s.close();
     acme?.stop();
     await web?.close();
     tls.close();
@@ -185,6 +209,10 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     async stop() {
       clearInterval(housekeeping);
       await agent?.stop();
+      for (const s of netServers) {
+        s.close();
+        s.closeSessions();
+      }
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       acme?.stop();
       await web?.close();

@@ -68,6 +68,8 @@ function finish(config: Config, file: string | null): Config {
       lmtp: '127.0.0.1:2024',
       submission: '127.0.0.1:2587',
       submissions: '127.0.0.1:2465',
+      imap: '127.0.0.1:2143',
+      imaps: '127.0.0.1:2993',
       local: 'postern.sock',
       proxy_protocol: [],
     };

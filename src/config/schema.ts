@@ -60,6 +60,10 @@ export const configSchema = z
         submission: hostPort.optional(),
         /** Message submission over implicit TLS, RFC 8314 §3.3 (standard port 465). */
         submissions: hostPort.optional(),
+        /** IMAP with STARTTLS, RFC 9051 (standard port 143). */
+        imap: hostPort.optional(),
+        /** IMAP over implicit TLS, RFC 8314 (standard port 993). */
+        imaps: hostPort.optional(),
         /** Plain HTTP (standard port 80): today it answers ACME HTTP-01 challenges (tls.acme). */
         http: hostPort.optional(),
         /** HTTPS (standard port 443): today it answers ACME TLS-ALPN-01 challenges (tls.acme). */

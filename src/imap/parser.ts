@@ -381,6 +381,35 @@ export class CommandReader {
     return events;
   }
 
+  /**
+   * The next raw line (CRLF or LF stripped) for what is not a command: SASL
+   * responses (RFC 9051 §6.2.2) and IDLE's "DONE" (RFC 2177). Null until a whole
+   * line is buffered. Only between commands. A line longer than `max` is read to its
+   * end without being kept and reported as 'too-long'.
+   */
+  nextRawLine(max = 8 * KiB): Buffer | 'too-long' | null {
+    if (this.cmd || this.lit || this.closed || this.draining) return null;
+    while (this.input.length) {
+      const chunk = this.input[0]!;
+      const from = this.inputOffset;
+      const lf = chunk.indexOf(LF, from);
+      const end = lf < 0 ? chunk.length : lf;
+      const piece = chunk.subarray(from, end);
+      if (this.fragLen + piece.length <= max) this.frag.push(Buffer.from(piece));
+      this.fragLen += piece.length;
+      this.advance(end - from + (lf < 0 ? 0 : 1));
+      if (lf >= 0) {
+        const line = Buffer.concat(this.frag);
+        const tooLong = this.fragLen > max;
+        this.frag = [];
+        this.fragLen = 0;
+        if (tooLong) return 'too-long';
+        return line.length && line[line.length - 1] === 13 ? line.subarray(0, line.length - 1) : line;
+      }
+    }
+    return null;
+  }
+
   /** Bytes the reader holds for the command in progress (line, tokens, literal buffer). */
   get retainedBytes(): number {
     const cmd = this.cmd;

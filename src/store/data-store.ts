@@ -4,6 +4,27 @@ import type { Database, QueueTable } from './schema.ts';
 import { queueRows, type QueueSpec } from './queue-rows.ts';
 
 export type { QueueSpec, RecipientDsn } from './queue-rows.ts';
+import {
+  applyStore,
+  compareMailboxNames,
+  chunks,
+  isSelfOrChild,
+  normalizeFlags,
+  normalizeMailboxName,
+  parentNames,
+  sameFlags,
+  splitFlags,
+  type ChangesSince,
+  type CopyResult,
+  type ExpungeResult,
+  type MailboxInfo,
+  type MessageUid,
+  type StoreFlagsResult,
+  type StoreMode,
+} from './imap-model.ts';
+import type { Insertable, Selectable as Row } from 'kysely';
+import type { ChangesTable, MessagesTable } from './schema.ts';
+export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
 import { MailError } from '../core/errors.ts';
 
 /** The mailboxes every new account gets, with their RFC 6154 special-use attributes. */
@@ -747,5 +768,501 @@ export class DataStore implements ChunkStore {
       if (row) return { accountId: d.accountId, mailboxId: row.mailbox_id, messageId: row.id, uid: Number(row.uid), modseq: Number(row.modseq) };
     }
     throw new MailError('NOT_FOUND', `account ${d.accountId} has no INBOX`);
+  }
+
+  // ---- IMAP mailbox operations ----
+  //
+  // What the IMAP server (issue #6) needs beyond delivery. Every operation that
+  // writes runs in one transaction holding the account's row lock (imapTx), the
+  // same lock deliveries take first (lockAccounts/deliverPostgres), so UIDs,
+  // modseqs and flags of one account are never assigned by two writers at once;
+  // SQLite has one writer at a time anyway. Every changed message takes the next
+  // account modseq and writes a row to `changes` (kind 'flags' | 'add' |
+  // 'expunge'); mailbox creation, rename and deletion write kind 'mailbox'.
+  // Expunge rows are kept: they answer QRESYNC's VANISHED (RFC 7162 §3.2.5.1).
+  // APPEND goes through the one write path (core/ingest.ts, deliveries
+  // [{ accountId, mailbox, flags }] and internalDate); its AddedMessage gives the
+  // UID and mailbox id, getMailboxById() the UIDVALIDITY for APPENDUID (RFC 4315).
+
+  /** RFC 9051 §6.3.9 LIST, §6.3.11 STATUS (RFC 8438 SIZE): the account's mailboxes with counts, INBOX first, then by name. */
+  async listMailboxes(accountId: number): Promise<MailboxInfo[]> {
+    return this.mailboxInfos({ accountId });
+  }
+
+  /** RFC 9051 §6.3.2 SELECT / §6.3.11 STATUS: one mailbox by name (any case of "INBOX"), or null. */
+  async getMailbox(accountId: number, name: string): Promise<MailboxInfo | null> {
+    const n = normalizeMailboxName(name);
+    return (await this.mailboxInfos({ accountId, name: n }))[0] ?? null;
+  }
+
+  /** One mailbox by id, or null (APPENDUID's UIDVALIDITY after an ingest). */
+  async getMailboxById(mailboxId: number): Promise<MailboxInfo | null> {
+    return (await this.mailboxInfos({ id: mailboxId }))[0] ?? null;
+  }
+
+  /**
+   * RFC 9051 §6.3.4 CREATE: creates the mailbox and any missing superior ones
+   * ("a/b/c" creates "a" and "a/b"), each with a new UIDVALIDITY. A trailing "/"
+   * is dropped. ALREADY_EXISTS when the name exists (INBOX in any case too);
+   * INVALID for a bad name. Subscribed when the name was subscribed before.
+   */
+  async createMailbox(accountId: number, name: string, specialUse: string | null = null): Promise<MailboxInfo> {
+    const n = normalizeMailboxName(name);
+    const id = await this.imapTx(accountId, async (trx) => {
+      const existing = new Set((await trx.selectFrom('mailboxes').select('name').where('account_id', '=', accountId).execute()).map((r) => r.name));
+      if (existing.has(n)) throw new MailError('ALREADY_EXISTS', `mailbox "${n}" exists already`);
+      const modseq = await this.bumpModseqs(trx, accountId, 1);
+      let created = 0;
+      for (const p of [...parentNames(n), n]) {
+        if (existing.has(p)) continue;
+        created = await this.insertMailbox(trx, accountId, p, p === n ? specialUse : null, modseq);
+      }
+      return created;
+    });
+    return (await this.getMailboxById(id))!;
+  }
+
+  /**
+   * RFC 9051 §6.3.5 DELETE, as Dovecot does it: INBOX cannot be deleted (INVALID),
+   * nor a mailbox with inferiors (INVALID, "has children"; IMAP: [HASCHILDREN],
+   * RFC 5530). Its messages go with it (an 'expunge' change each, for JMAP). A
+   * subscription to the name stays (RFC 9051 §6.3.9).
+   */
+  async deleteMailbox(accountId: number, name: string): Promise<void> {
+    const n = normalizeMailboxName(name);
+    if (n === 'INBOX') throw new MailError('INVALID', 'INBOX cannot be deleted');
+    await this.imapTx(accountId, async (trx) => {
+      const boxes = await trx.selectFrom('mailboxes').select(['id', 'name', 'subscribed']).where('account_id', '=', accountId).execute();
+      const box = boxes.find((b) => b.name === n);
+      if (!box) throw new MailError('NOT_FOUND', `no mailbox "${n}"`);
+      if (boxes.some((b) => b.name !== n && isSelfOrChild(b.name, n))) throw new MailError('INVALID', `mailbox "${n}" has children; delete them first`);
+      const msgs = await trx.selectFrom('messages').select(['id', 'uid']).where('mailbox_id', '=', box.id).execute();
+      const modseq = await this.bumpModseqs(trx, accountId, 1);
+      const t = now();
+      await this.logChanges(trx, [
+        ...msgs.map((m) => ({ account_id: accountId, modseq, mailbox_id: box.id, message_id: m.id, uid: Number(m.uid), kind: 'expunge', created_at: t })),
+        { account_id: accountId, modseq, mailbox_id: box.id, message_id: null, uid: null, kind: 'mailbox', created_at: t },
+      ]);
+      await trx.deleteFrom('messages').where('mailbox_id', '=', box.id).execute();
+      await trx.deleteFrom('mailboxes').where('id', '=', box.id).execute();
+      if (Number(box.subscribed)) {
+        await trx.insertInto('subscriptions').values({ account_id: accountId, name: n }).onConflict((oc) => oc.doNothing()).execute();
+      }
+    });
+  }
+
+  /**
+   * RFC 9051 §6.3.6 RENAME. Inferior mailboxes move along ("a/x" → "b/x"); missing
+   * superiors of the new name are created. Every renamed mailbox gets a new
+   * UIDVALIDITY (its name may have belonged to a deleted mailbox whose UIDs a
+   * client still caches); its messages, UIDs and subscription stay.
+   * Renaming INBOX moves all its messages into a new mailbox and leaves INBOX
+   * empty; INBOX's inferiors are not renamed.
+   * NOT_FOUND: no such `from`; ALREADY_EXISTS: a target name exists; INVALID: into itself.
+   */
+  async renameMailbox(accountId: number, from: string, to: string): Promise<MailboxInfo> {
+    const f = normalizeMailboxName(from);
+    const t = normalizeMailboxName(to);
+    const id = await this.imapTx(accountId, async (trx) => {
+      const boxes = await trx.selectFrom('mailboxes').select(['id', 'name']).where('account_id', '=', accountId).execute();
+      const names = new Set(boxes.map((b) => b.name));
+      const src = boxes.find((b) => b.name === f);
+      if (!src) throw new MailError('NOT_FOUND', `no mailbox "${f}"`);
+      if (names.has(t)) throw new MailError('ALREADY_EXISTS', `mailbox "${t}" exists already`);
+      if (f !== 'INBOX' && isSelfOrChild(t, f)) throw new MailError('INVALID', `cannot rename "${f}" into itself`);
+      const renamed = f === 'INBOX' ? [] : boxes.filter((b) => isSelfOrChild(b.name, f)).map((b) => ({ ...b, to: t + b.name.slice(f.length) }));
+      for (const r of renamed) if (names.has(r.to)) throw new MailError('ALREADY_EXISTS', `mailbox "${r.to}" exists already`);
+      const modseq = await this.bumpModseqs(trx, accountId, 1);
+      for (const p of parentNames(t)) if (!names.has(p)) await this.insertMailbox(trx, accountId, p, null, modseq);
+      if (f === 'INBOX') {
+        const target = await this.insertMailbox(trx, accountId, t, null, modseq);
+        const uids = (await trx.selectFrom('messages').select('uid').where('mailbox_id', '=', src.id).orderBy('uid').execute()).map((r) => Number(r.uid));
+        await this.moveInTx(trx, accountId, src.id, uids, target);
+        return target;
+      }
+      for (const r of renamed) {
+        const orphan = await trx.deleteFrom('subscriptions').where('account_id', '=', accountId).where('name', '=', r.to).executeTakeFirst();
+        await trx
+          .updateTable('mailboxes')
+          .set({ name: r.to, uidvalidity: await this.nextUidvalidity(trx, accountId), highestmodseq: modseq, ...(Number(orphan.numDeletedRows) ? { subscribed: 1 } : {}) })
+          .where('id', '=', r.id)
+          .execute();
+        await this.logChanges(trx, [{ account_id: accountId, modseq, mailbox_id: r.id, message_id: null, uid: null, kind: 'mailbox', created_at: now() }]);
+      }
+      return src.id;
+    });
+    return (await this.getMailboxById(id))!;
+  }
+
+  /** RFC 9051 §6.3.7 SUBSCRIBE: any valid name, existing or not. */
+  async subscribe(accountId: number, name: string): Promise<void> {
+    const n = normalizeMailboxName(name);
+    await this.imapTx(accountId, async (trx) => {
+      const r = await trx.updateTable('mailboxes').set({ subscribed: 1 }).where('account_id', '=', accountId).where('name', '=', n).executeTakeFirst();
+      if (!Number(r.numUpdatedRows)) await trx.insertInto('subscriptions').values({ account_id: accountId, name: n }).onConflict((oc) => oc.doNothing()).execute();
+    });
+  }
+
+  /** RFC 9051 §6.3.8 UNSUBSCRIBE. Returns whether the name was subscribed (IMAP may answer NO when not). */
+  async unsubscribe(accountId: number, name: string): Promise<boolean> {
+    const n = normalizeMailboxName(name);
+    return this.imapTx(accountId, async (trx) => {
+      const a = await trx.updateTable('mailboxes').set({ subscribed: 0 }).where('account_id', '=', accountId).where('name', '=', n).where('subscribed', '!=', 0).executeTakeFirst();
+      const b = await trx.deleteFrom('subscriptions').where('account_id', '=', accountId).where('name', '=', n).executeTakeFirst();
+      return Number(a.numUpdatedRows) + Number(b.numDeletedRows) > 0;
+    });
+  }
+
+  /** RFC 9051 §6.3.9 LIST (SUBSCRIBED), RFC 3501 LSUB: subscribed names; `exists` false gives \NonExistent. */
+  async listSubscriptions(accountId: number): Promise<Array<{ name: string; exists: boolean }>> {
+    const boxes = await this.db.selectFrom('mailboxes').select('name').where('account_id', '=', accountId).where('subscribed', '!=', 0).execute();
+    const orphans = await this.db.selectFrom('subscriptions').select('name').where('account_id', '=', accountId).execute();
+    return [...boxes.map((b) => ({ name: b.name, exists: true })), ...orphans.map((o) => ({ name: o.name, exists: false }))].sort((x, y) => compareMailboxNames(x.name, y.name));
+  }
+
+  /**
+   * A mailbox's messages for a session's message list (RFC 9051 §6.3.2 SELECT:
+   * sequence numbers are positions in this UID-ordered list), compact.
+   */
+  async listMessageUids(mailboxId: number): Promise<MessageUid[]> {
+    const rows = await this.qMessageUids(mailboxId);
+    return rows.map((r) => ({
+      id: r.id,
+      uid: Number(r.uid),
+      modseq: Number(r.modseq),
+      flags: splitFlags(r.flags),
+      size: Number(r.size),
+      internalDate: Number(r.internal_date),
+      blobHash: r.blob_hash,
+    }));
+  }
+
+  private qMessageUids = this.precompiled((db) =>
+    db.selectFrom('messages').select(['id', 'uid', 'modseq', 'flags', 'size', 'internal_date', 'blob_hash']).where('mailbox_id', '=', '?' as unknown as number).orderBy('uid'),
+  );
+
+  /**
+   * RFC 9051 §6.4.6 STORE (FLAGS / +FLAGS / -FLAGS), with RFC 7162 §3.1.3
+   * UNCHANGEDSINCE: a message whose modseq is above it is left alone and reported
+   * in `modified`. Each message whose flags change takes the next account modseq
+   * and a 'flags' change row; the others keep theirs. \Recent is ignored; system
+   * flags are stored in canonical case. UIDs not in the mailbox are skipped.
+   */
+  async storeFlags(mailboxId: number, uids: number[], mode: StoreMode, flags: string[], unchangedSince?: number): Promise<StoreFlagsResult> {
+    const accountId = await this.mailboxAccount(mailboxId);
+    return this.imapTx(accountId, async (trx) => {
+      await this.lockedMailbox(trx, mailboxId);
+      const rows = await this.messagesByUid(trx, mailboxId, uids);
+      const out: StoreFlagsResult = { messages: [], modified: [] };
+      const changed: Array<{ id: number; uid: number; flags: string[]; i: number }> = [];
+      for (const r of rows) {
+        const uid = Number(r.uid);
+        if (unchangedSince !== undefined && Number(r.modseq) > unchangedSince) {
+          out.modified.push(uid);
+          continue;
+        }
+        const current = normalizeFlags(splitFlags(r.flags));
+        const next = applyStore(current, mode, flags);
+        const isChange = !sameFlags(current, next);
+        out.messages.push({ uid, flags: isChange ? next : current, modseq: Number(r.modseq), changed: isChange });
+        if (isChange) changed.push({ id: r.id, uid, flags: next, i: out.messages.length - 1 });
+      }
+      if (!changed.length) return out;
+      const first = await this.bumpModseqs(trx, accountId, changed.length);
+      changed.forEach((c, k) => (out.messages[c.i]!.modseq = first + k));
+      await this.batchUpdate(trx, 'flags', changed.map((c, k) => [c.id, c.flags.join(' '), first + k]));
+      const t = now();
+      await this.logChanges(trx, changed.map((c, k) => ({ account_id: accountId, modseq: first + k, mailbox_id: mailboxId, message_id: c.id, uid: c.uid, kind: 'flags', created_at: t })));
+      await trx.updateTable('mailboxes').set({ highestmodseq: first + changed.length - 1 }).where('id', '=', mailboxId).execute();
+      return out;
+    });
+  }
+
+  /**
+   * RFC 9051 §6.4.3 EXPUNGE (and CLOSE, §6.4.1): removes the mailbox's messages
+   * flagged \Deleted; with `uids`, only those among them (RFC 4315 UID EXPUNGE).
+   * Each takes the next modseq and an 'expunge' change row (kept for VANISHED).
+   */
+  async expunge(mailboxId: number, uids?: number[]): Promise<ExpungeResult> {
+    const accountId = await this.mailboxAccount(mailboxId);
+    return this.imapTx(accountId, async (trx) => {
+      await this.lockedMailbox(trx, mailboxId);
+      const rows = await this.messagesByUid(trx, mailboxId, uids ?? null, true);
+      if (!rows.length) return { expunged: [] };
+      const first = await this.bumpModseqs(trx, accountId, rows.length);
+      const t = now();
+      await this.logChanges(trx, rows.map((r, k) => ({ account_id: accountId, modseq: first + k, mailbox_id: mailboxId, message_id: r.id, uid: Number(r.uid), kind: 'expunge', created_at: t })));
+      for (const ids of chunks(rows.map((r) => r.id))) await trx.deleteFrom('messages').where('id', 'in', ids).execute();
+      await trx.updateTable('mailboxes').set({ highestmodseq: first + rows.length - 1 }).where('id', '=', mailboxId).execute();
+      return { expunged: rows.map((r, k) => ({ uid: Number(r.uid), modseq: first + k })) };
+    });
+  }
+
+  /**
+   * RFC 9051 §6.4.7 COPY with RFC 4315 COPYUID: new rows for the same blobs (no
+   * copy of the bytes), new UIDs in source-UID order, a new modseq and an 'add'
+   * change each; flags are copied (\Recent is never stored). Both mailboxes must
+   * belong to one account; NOT_FOUND when the target is gone (IMAP: [TRYCREATE]).
+   */
+  async copyMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult> {
+    const accountId = await this.sameAccount(fromMailboxId, toMailboxId);
+    return this.imapTx(accountId, async (trx) => {
+      await this.lockedMailbox(trx, fromMailboxId);
+      const dst = await this.lockedMailbox(trx, toMailboxId);
+      const rows = await this.messagesByUid(trx, fromMailboxId, uids);
+      if (!rows.length) return { uidvalidity: dst.uidvalidity, pairs: [] };
+      const firstUid = await this.takeUids(trx, toMailboxId, rows.length);
+      const first = await this.bumpModseqs(trx, accountId, rows.length);
+      const added: Array<{ id: number; uid: number }> = [];
+      for (const part of chunks(rows.map((r, k) => ({ r, k })), 200)) {
+        added.push(
+          ...(await trx
+            .insertInto('messages')
+            .values(
+              part.map(({ r, k }) => ({
+                account_id: accountId,
+                mailbox_id: toMailboxId,
+                uid: firstUid + k,
+                modseq: first + k,
+                blob_hash: r.blob_hash,
+                size: r.size,
+                internal_date: r.internal_date,
+                flags: r.flags,
+                subject: r.subject,
+                from_addr: r.from_addr,
+                date_header: r.date_header,
+                message_id: r.message_id,
+              })),
+            )
+            .returning(['id', 'uid'])
+            .execute()),
+        );
+      }
+      const idByUid = new Map(added.map((a) => [Number(a.uid), a.id]));
+      const t = now();
+      await this.logChanges(trx, rows.map((_, k) => ({ account_id: accountId, modseq: first + k, mailbox_id: toMailboxId, message_id: idByUid.get(firstUid + k)!, uid: firstUid + k, kind: 'add', created_at: t })));
+      await trx.updateTable('mailboxes').set({ highestmodseq: first + rows.length - 1 }).where('id', '=', toMailboxId).execute();
+      return { uidvalidity: dst.uidvalidity, pairs: rows.map((r, k) => [Number(r.uid), firstUid + k] as [number, number]) };
+    });
+  }
+
+  /**
+   * RFC 6851 MOVE (with COPYUID, RFC 4315): copy and expunge in one transaction.
+   * The message row moves (its id, the JMAP Email id, stays): each message takes
+   * one new modseq, written as an 'expunge' change in the source and an 'add'
+   * change in the target.
+   */
+  async moveMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult> {
+    const accountId = await this.sameAccount(fromMailboxId, toMailboxId);
+    return this.imapTx(accountId, async (trx) => {
+      await this.lockedMailbox(trx, fromMailboxId);
+      await this.lockedMailbox(trx, toMailboxId);
+      return this.moveInTx(trx, accountId, fromMailboxId, uids, toMailboxId);
+    });
+  }
+
+  /**
+   * RFC 7162 CONDSTORE/QRESYNC (§3.1.4 CHANGEDSINCE, §3.2.5 SELECT QRESYNC,
+   * §3.2.6 UID FETCH VANISHED): the mailbox's messages changed or added after
+   * `modseq`, and the UIDs expunged or moved out after it.
+   */
+  async changesSince(accountId: number, mailboxId: number, modseq: number): Promise<ChangesSince> {
+    const mb = await this.db.selectFrom('mailboxes').select('highestmodseq').where('id', '=', mailboxId).where('account_id', '=', accountId).executeTakeFirst();
+    if (!mb) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    const gone = await this.db
+      .selectFrom('changes')
+      .select('uid')
+      .where('account_id', '=', accountId)
+      .where('modseq', '>', modseq)
+      .where('mailbox_id', '=', mailboxId)
+      .where('kind', '=', 'expunge')
+      .execute();
+    const changed = await this.db.selectFrom('messages').select(['uid', 'modseq', 'flags']).where('mailbox_id', '=', mailboxId).where('modseq', '>', modseq).orderBy('uid').execute();
+    return {
+      changed: changed.map((r) => ({ uid: Number(r.uid), modseq: Number(r.modseq), flags: splitFlags(r.flags) })),
+      vanished: [...new Set(gone.map((g) => Number(g.uid)))].sort((x, y) => x - y),
+      highestmodseq: Number(mb.highestmodseq),
+    };
+  }
+
+  /** RFC 7162 §3.1.2 HIGHESTMODSEQ of a mailbox (0 before its first change). */
+  async highestModseq(mailboxId: number): Promise<number> {
+    const mb = await this.db.selectFrom('mailboxes').select('highestmodseq').where('id', '=', mailboxId).executeTakeFirst();
+    if (!mb) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    return Number(mb.highestmodseq);
+  }
+
+  private async mailboxInfos(by: { accountId?: number; name?: string; id?: number }): Promise<MailboxInfo[]> {
+    let q = this.db
+      .selectFrom('mailboxes as b')
+      .leftJoin('messages as m', 'm.mailbox_id', 'b.id')
+      .select([
+        'b.id',
+        'b.name',
+        'b.special_use',
+        'b.uidvalidity',
+        'b.uidnext',
+        'b.highestmodseq',
+        'b.subscribed',
+        sql<number>`count(m.id)`.as('messages'),
+        sql<number>`coalesce(sum(CASE WHEN m.id IS NOT NULL AND lower(' ' || m.flags || ' ') NOT LIKE ${'% \\seen %'} ESCAPE '!' THEN 1 ELSE 0 END), 0)`.as('unseen'),
+        sql<number>`coalesce(sum(m.size), 0)`.as('size'),
+      ])
+      .groupBy(['b.id', 'b.name', 'b.special_use', 'b.uidvalidity', 'b.uidnext', 'b.highestmodseq', 'b.subscribed']);
+    if (by.accountId !== undefined) q = q.where('b.account_id', '=', by.accountId);
+    if (by.name !== undefined) q = q.where('b.name', '=', by.name);
+    if (by.id !== undefined) q = q.where('b.id', '=', by.id);
+    const rows = await q.execute();
+    return rows
+      .map((r) => ({
+        id: r.id,
+        name: r.name,
+        specialUse: r.special_use,
+        uidvalidity: Number(r.uidvalidity),
+        uidnext: Number(r.uidnext),
+        highestmodseq: Number(r.highestmodseq),
+        subscribed: Number(r.subscribed) !== 0,
+        messages: Number(r.messages),
+        unseen: Number(r.unseen),
+        size: Number(r.size),
+      }))
+      .sort((x, y) => compareMailboxNames(x.name, y.name));
+  }
+
+  /**
+   * A transaction for one account's IMAP change: on PostgreSQL it first takes the
+   * account row lock, as deliveries do (lockAccounts), so nothing else assigns
+   * this account's UIDs or modseqs or changes its flags meanwhile. Retried like
+   * addMessagesPortable when PostgreSQL aborts it for serialization reasons.
+   */
+  private async imapTx<T>(accountId: number, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(async (trx) => {
+          const q = trx.selectFrom('accounts').select('id').where('id', '=', accountId);
+          if (!(await (this.postgres ? q.forUpdate() : q).executeTakeFirst())) throw new MailError('NOT_FOUND', `no account ${accountId}`);
+          return fn(trx);
+        });
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (attempt >= 5 || (code !== '40P01' && code !== '40001')) throw err;
+      }
+    }
+  }
+
+  private async mailboxAccount(mailboxId: number): Promise<number> {
+    const r = await this.db.selectFrom('mailboxes').select('account_id').where('id', '=', mailboxId).executeTakeFirst();
+    if (!r) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    return r.account_id;
+  }
+
+  private async sameAccount(a: number, b: number): Promise<number> {
+    const [x, y] = [await this.mailboxAccount(a), await this.mailboxAccount(b)];
+    if (x !== y) throw new MailError('INVALID', 'cannot copy or move messages between accounts');
+    return x;
+  }
+
+  /** The mailbox, read again under the account lock (it may have been deleted since). */
+  private async lockedMailbox(trx: Transaction<Database>, mailboxId: number): Promise<{ uidvalidity: number }> {
+    const r = await trx.selectFrom('mailboxes').select('uidvalidity').where('id', '=', mailboxId).executeTakeFirst();
+    if (!r) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    return { uidvalidity: Number(r.uidvalidity) };
+  }
+
+  /**
+   * Rows of the given UIDs that exist (null: the whole mailbox), by ascending UID;
+   * with `deletedOnly`, those flagged \Deleted.
+   */
+  private async messagesByUid(trx: Transaction<Database>, mailboxId: number, uids: number[] | null, deletedOnly = false): Promise<Array<Row<MessagesTable>>> {
+    const out: Array<Row<MessagesTable>> = [];
+    for (const part of uids ? chunks([...new Set(uids)]) : [null]) {
+      let q = trx.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId);
+      if (part) q = q.where('uid', 'in', part);
+      if (deletedOnly) q = q.where(sql<boolean>`lower(' ' || flags || ' ') LIKE ${'% \\deleted %'} ESCAPE '!'`);
+      out.push(...(await q.execute()));
+    }
+    return out.sort((x, y) => Number(x.uid) - Number(y.uid));
+  }
+
+  /** Takes `n` modseqs of the account at once; returns the first (they are first … first+n-1). */
+  private async bumpModseqs(trx: Transaction<Database>, accountId: number, n: number): Promise<number> {
+    const r = await trx.updateTable('accounts').set({ modseq: sql`modseq + ${n}` }).where('id', '=', accountId).returning('modseq').executeTakeFirstOrThrow();
+    return Number(r.modseq) - n + 1;
+  }
+
+  /** Takes `n` UIDs of a mailbox at once; returns the first. */
+  private async takeUids(trx: Transaction<Database>, mailboxId: number, n: number): Promise<number> {
+    const r = await trx.updateTable('mailboxes').set({ uidnext: sql`uidnext + ${n}` }).where('id', '=', mailboxId).returning('uidnext').executeTakeFirstOrThrow();
+    return Number(r.uidnext) - n;
+  }
+
+  /**
+   * A UIDVALIDITY never given to a mailbox of this account before (RFC 9051
+   * §2.3.1.1): the time in seconds, but always above every earlier one.
+   */
+  private async nextUidvalidity(trx: Transaction<Database>, accountId: number): Promise<number> {
+    const a = await trx.selectFrom('accounts').select('last_uidvalidity').where('id', '=', accountId).executeTakeFirstOrThrow();
+    const m = await trx.selectFrom('mailboxes').select(sql<number | null>`max(uidvalidity)`.as('v')).where('account_id', '=', accountId).executeTakeFirst();
+    const v = Math.max(Math.floor(now() / 1000), Number(a.last_uidvalidity) + 1, Number(m?.v ?? 0) + 1);
+    await trx.updateTable('accounts').set({ last_uidvalidity: v }).where('id', '=', accountId).execute();
+    return v;
+  }
+
+  /** A new mailbox row (subscribed when the name was) and its 'mailbox' change. */
+  private async insertMailbox(trx: Transaction<Database>, accountId: number, name: string, specialUse: string | null, modseq: number): Promise<number> {
+    const orphan = await trx.deleteFrom('subscriptions').where('account_id', '=', accountId).where('name', '=', name).executeTakeFirst();
+    const row = await trx
+      .insertInto('mailboxes')
+      .values({
+        account_id: accountId,
+        name,
+        special_use: specialUse,
+        uidvalidity: await this.nextUidvalidity(trx, accountId),
+        uidnext: 1,
+        highestmodseq: modseq,
+        subscribed: Number(orphan.numDeletedRows) ? 1 : 0,
+        created_at: now(),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await this.logChanges(trx, [{ account_id: accountId, modseq, mailbox_id: row.id, message_id: null, uid: null, kind: 'mailbox', created_at: now() }]);
+    return row.id;
+  }
+
+  /** MOVE inside a transaction that holds the account lock (moveMessages, RENAME INBOX). */
+  private async moveInTx(trx: Transaction<Database>, accountId: number, fromId: number, uids: number[], toId: number): Promise<CopyResult> {
+    const dst = await this.lockedMailbox(trx, toId);
+    const rows = await this.messagesByUid(trx, fromId, uids);
+    if (!rows.length) return { uidvalidity: dst.uidvalidity, pairs: [] };
+    const firstUid = await this.takeUids(trx, toId, rows.length);
+    const first = await this.bumpModseqs(trx, accountId, rows.length);
+    await this.batchUpdate(trx, 'move', rows.map((r, k) => [r.id, firstUid + k, first + k]), toId);
+    const t = now();
+    await this.logChanges(trx, [
+      ...rows.map((r, k) => ({ account_id: accountId, modseq: first + k, mailbox_id: fromId, message_id: r.id, uid: Number(r.uid), kind: 'expunge', created_at: t })),
+      ...rows.map((r, k) => ({ account_id: accountId, modseq: first + k, mailbox_id: toId, message_id: r.id, uid: firstUid + k, kind: 'add', created_at: t })),
+    ]);
+    const last = first + rows.length - 1;
+    await trx.updateTable('mailboxes').set({ highestmodseq: last }).where('id', 'in', [fromId, toId]).execute();
+    return { uidvalidity: dst.uidvalidity, pairs: rows.map((r, k) => [Number(r.uid), firstUid + k] as [number, number]) };
+  }
+
+  /**
+   * Many rows, each with its own values, in few statements: UPDATE … FROM (VALUES …),
+   * which SQLite (≥ 3.33) and PostgreSQL both take; VALUES columns are column1…
+   * in both. 'flags': [id, flags, modseq]; 'move': [id, uid, modseq] into `toId`.
+   */
+  private async batchUpdate(trx: Transaction<Database>, kind: 'flags' | 'move', rows: Array<[number, string | number, number]>, toId?: number): Promise<void> {
+    for (const part of chunks(rows, 500)) {
+      const values = sql.join(
+        part.map(([id, v, modseq]) => (kind === 'flags' ? sql`(CAST(${id} AS bigint), CAST(${v} AS text), CAST(${modseq} AS bigint))` : sql`(CAST(${id} AS bigint), CAST(${v} AS bigint), CAST(${modseq} AS bigint))`)),
+      );
+      if (kind === 'flags') await sql`UPDATE messages SET flags = v.column2, modseq = v.column3 FROM (VALUES ${values}) AS v WHERE messages.id = v.column1`.execute(trx);
+      else await sql`UPDATE messages SET mailbox_id = ${toId}, uid = v.column2, modseq = v.column3 FROM (VALUES ${values}) AS v WHERE messages.id = v.column1`.execute(trx);
+    }
+  }
+
+  private async logChanges(trx: Transaction<Database>, rows: Array<Insertable<ChangesTable>>): Promise<void> {
+    for (const part of chunks(rows, 500)) await trx.insertInto('changes').values(part).execute();
   }
 }

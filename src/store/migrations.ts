@@ -187,6 +187,21 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('queue').addColumn('warned', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     },
   },
+  '0008_imap': {
+    // IMAP (issue #6): subscriptions to names that have no mailbox (RFC 9051
+    // §6.3.7: a subscription survives DELETE and may name a mailbox not created
+    // yet). Existing mailboxes keep theirs in mailboxes.subscribed. The last
+    // UIDVALIDITY handed out per account, so a recreated mailbox never reuses one.
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('accounts').addColumn('last_uidvalidity', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .createTable('subscriptions')
+        .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('subscriptions_pk', ['account_id', 'name'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -29,6 +29,12 @@ export interface AccountsTable {
   enabled: number;
   modseq: number;
   created_at: number;
+  /**
+   * The last UIDVALIDITY given to a mailbox created or renamed by IMAP (migration
+   * 0008): a mailbox recreated under an old name never gets an old UIDVALIDITY
+   * back (RFC 9051 §2.3.1.1), even within the same second.
+   */
+  last_uidvalidity: Generated<number>;
 }
 
 export interface AliasesTable {
@@ -118,6 +124,17 @@ export interface QueueTable {
   warned: Generated<number>;
 }
 
+/**
+ * IMAP subscriptions (RFC 9051 §6.3.7) to names with no mailbox (migration 0008):
+ * a subscription outlives its mailbox and may precede it. An existing mailbox's
+ * subscription is its `subscribed` column; a name moves between the two when its
+ * mailbox is created or deleted.
+ */
+export interface SubscriptionsTable {
+  account_id: number;
+  name: string;
+}
+
 export interface PolicyStateTable {
   kind: string;
   key: string;
@@ -138,6 +155,7 @@ export interface Database {
   messages: MessagesTable;
   changes: ChangesTable;
   queue: QueueTable;
+  subscriptions: SubscriptionsTable;
 }
 
 export type Timestamp = ColumnType<number, number, number>;

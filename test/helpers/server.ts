@@ -17,6 +17,8 @@ export interface TestServer {
   lmtpPort: number;
   submissionPort: number;
   submissionsPort: number;
+  imapPort: number;
+  imapsPort: number;
   socketPath: string;
   /** The PostgreSQL test store (undefined on SQLite): for CLI configs pointing at this server's data. */
   store: TestStore | undefined;
@@ -41,7 +43,7 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
       hostname: 'mx.example.test',
       data_dir: dir,
       domains: ['example.test'],
-      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', submission: '127.0.0.1:0', submissions: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
+      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', submission: '127.0.0.1:0', submissions: '127.0.0.1:0', imap: '127.0.0.1:0', imaps: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
       log: { level: 'silent' },
       ...overrides,
       store: { ...pgStore, ...overrides.store },
@@ -61,6 +63,8 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
     lmtpPort: port('lmtp'),
     submissionPort: port('submission'),
     submissionsPort: port('submissions'),
+    imapPort: port('imap'),
+    imapsPort: port('imaps'),
     socketPath: config.listen.local,
     store: pgStore,
     async stop() {

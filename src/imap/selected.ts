@@ -1,0 +1,133 @@
+import type { DataStore } from '../store/data-store.ts';
+import type { MailboxInfo, MessageUid } from '../store/imap-model.ts';
+
+/**
+ * The selected mailbox as one session sees it (RFC 9051 §2.3.1.2, §7.4, §7.5):
+ * message sequence numbers are positions in this session's list, which changes
+ * only when the session tells the client — EXISTS for new messages, EXPUNGE (or
+ * VANISHED) for removed ones, FETCH FLAGS for flag changes made elsewhere. Other
+ * sessions' changes arrive as "dirty" notices and are folded in by sync() at the
+ * moments the RFC allows.
+ */
+export class SelectedMailbox {
+  /** messages[seq - 1] */
+  messages: MessageUid[];
+  /** Something changed in the store since the last sync (another session, a delivery). */
+  dirty = false;
+  /** \Recent (RFC 3501 §2.3.2): messages this session is the first to see (IMAP4rev1 only). */
+  private readonly recent = new Set<number>();
+
+  /**
+   * `seen` holds, per mailbox, the highest UID some session of this process has
+   * already been told about; messages above it are \Recent for the session that
+   * claims them (a read-only EXAMINE does not claim). After a restart every message
+   * counts as recent once — "if it is not possible to determine … the message SHOULD
+   * be considered recent" (RFC 3501 §2.3.2).
+   */
+  constructor(
+    public info: MailboxInfo,
+    messages: MessageUid[],
+    readonly readOnly: boolean,
+    private readonly seen: Map<number, number>,
+  ) {
+    this.messages = messages;
+    this.claimRecent(messages);
+  }
+
+  private claimRecent(messages: MessageUid[]): void {
+    const before = this.seen.get(this.info.id) ?? 0;
+    let top = before;
+    for (const m of messages) {
+      if (m.uid > before) {
+        this.recent.add(m.uid);
+        top = Math.max(top, m.uid);
+      }
+    }
+    if (!this.readOnly && top > before) this.seen.set(this.info.id, top);
+  }
+
+  get exists(): number {
+    return this.messages.length;
+  }
+
+  get uidnext(): number {
+    return Math.max(this.info.uidnext, (this.messages.at(-1)?.uid ?? 0) + 1);
+  }
+
+  /** 1-based sequence number of a UID, or 0. Binary search: UIDs ascend. */
+  seqOf(uid: number): number {
+    let lo = 0;
+    let hi = this.messages.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = this.messages[mid]!.uid;
+      if (u === uid) return mid + 1;
+      if (u < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return 0;
+  }
+
+  byUid(uid: number): MessageUid | undefined {
+    const s = this.seqOf(uid);
+    return s ? this.messages[s - 1] : undefined;
+  }
+
+  isRecent(uid: number): boolean {
+    return this.recent.has(uid);
+  }
+
+  get recentCount(): number {
+    let n = 0;
+    for (const m of this.messages) if (this.recent.has(m.uid)) n++;
+    return n;
+  }
+
+  /**
+   * Folds in what changed in the store. Returns the untagged responses to send:
+   * EXPUNGE (highest sequence first, so the numbers stay right for the client) only
+   * when `expungeAllowed`, then EXISTS, then FETCH FLAGS for changed flags. When
+   * expunges may not be reported yet, the vanished messages stay in the list (their
+   * flags are no longer updated) until a later sync may report them.
+   */
+  async sync(data: DataStore, expungeAllowed: boolean, render: { flags: (m: MessageUid, seq: number) => string }, withRecent = false): Promise<string[]> {
+    if (!this.dirty) return [];
+    this.dirty = false;
+    const fresh = await data.listMessageUids(this.info.id);
+    const info = await data.getMailboxById(this.info.id);
+    if (info) this.info = info;
+    const out: string[] = [];
+    const freshByUid = new Map(fresh.map((m) => [m.uid, m]));
+    // 1. removed messages
+    const kept: MessageUid[] = [];
+    const expungedSeqs: number[] = [];
+    for (let i = 0; i < this.messages.length; i++) {
+      const m = this.messages[i]!;
+      if (freshByUid.has(m.uid) || !expungeAllowed) kept.push(m);
+      else expungedSeqs.push(i + 1);
+    }
+    if (!expungeAllowed && kept.some((m) => !freshByUid.has(m.uid))) this.dirty = true;
+    for (let i = expungedSeqs.length - 1; i >= 0; i--) out.push(`* ${expungedSeqs[i]} EXPUNGE`);
+    // 2. flag changes of messages we keep
+    const changed: Array<{ m: MessageUid; seq: number }> = [];
+    for (let i = 0; i < kept.length; i++) {
+      const old = kept[i]!;
+      const now = freshByUid.get(old.uid);
+      if (now && now.modseq !== old.modseq) {
+        kept[i] = now;
+        if (now.flags.join(' ') !== old.flags.join(' ')) changed.push({ m: now, seq: i + 1 });
+      }
+    }
+    // 3. new messages (UIDs above our last one)
+    const last = kept.at(-1)?.uid ?? 0;
+    const added = fresh.filter((m) => m.uid > last);
+    this.messages = kept.concat(added);
+    if (added.length) {
+      this.claimRecent(added);
+      out.push(`* ${this.messages.length} EXISTS`);
+      if (withRecent) out.push(`* ${this.recentCount} RECENT`);
+    }
+    for (const c of changed) out.push(render.flags(c.m, c.seq));
+    return out;
+  }
+}

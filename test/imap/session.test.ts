@@ -1,0 +1,155 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { ImapTestClient } from '../helpers/imap-client.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+
+let t: TestServer;
+before(async () => {
+  t = await startTestServer();
+  const c = await SmtpTestClient.connect({ path: t.socketPath });
+  for (let i = 1; i <= 3; i++) {
+    const r = await c.sendMail({ from: 'bob@example.test', to: ['alice@example.test'], message: `From: bob@example.test\r\nSubject: message ${i}\r\n\r\nbody ${i}\r\n` });
+    assert.equal(r.data?.code, 250);
+  }
+  await c.quit();
+});
+after(() => t.stop());
+
+test('greeting and CAPABILITY before TLS: STARTTLS and LOGINDISABLED, no AUTH=; LOGIN refused in cleartext', async () => {
+  const c = await ImapTestClient.connect(t.imapPort);
+  try {
+    assert.match(c.greeting, /^\* OK \[CAPABILITY IMAP4rev1 IMAP4rev2 .*STARTTLS.*LOGINDISABLED\]/);
+    const cap = await c.command('CAPABILITY');
+    assert.equal(cap.status, 'OK');
+    assert.match(cap.lines[0]!, /^\* CAPABILITY .*IMAP4rev2.*STARTTLS/);
+    assert.doesNotMatch(cap.lines[0]!, /AUTH=/);
+    const login = await c.login();
+    assert.equal(login.status, 'NO');
+    assert.match(login.text, /^\[PRIVACYREQUIRED\]/);
+  } finally {
+    c.close();
+  }
+});
+
+test('STARTTLS, then LOGIN; capabilities recomputed after TLS and after login', async () => {
+  const c = await ImapTestClient.connect(t.imapPort);
+  try {
+    await c.startTls();
+    const cap = await c.command('CAPABILITY');
+    assert.match(cap.lines[0]!, /AUTH=PLAIN/);
+    assert.doesNotMatch(cap.lines[0]!, /STARTTLS|LOGINDISABLED/);
+    const login = await c.login();
+    assert.equal(login.status, 'OK', login.text);
+    assert.match(login.text, /^\[CAPABILITY .*UTF8=ACCEPT/);
+    assert.equal((await c.command('LOGOUT')).lines[0], '* BYE Logging out');
+  } finally {
+    c.close();
+  }
+});
+
+test('plaintext pipelined behind STARTTLS is discarded, not run inside TLS', async () => {
+  const c = await ImapTestClient.connect(t.imapPort);
+  try {
+    c.write('A1 STARTTLS\r\nA2 LOGIN alice@example.test secret\r\n');
+    assert.match(await c.line(), /^A1 OK/);
+    const tls = await import('node:tls');
+    c.socket.removeAllListeners('data');
+    const secure = tls.connect({ socket: c.socket, rejectUnauthorized: false });
+    await new Promise((r) => secure.once('secureConnect', r));
+    const got: string[] = [];
+    secure.on('data', (d: Buffer) => got.push(d.toString()));
+    secure.write('A3 NOOP\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(got.join('').trim().split('\r\n'), ['A3 OK NOOP completed'], 'A2 never answered');
+    secure.destroy();
+  } finally {
+    c.close();
+  }
+});
+
+test('IMAPS: LOGIN with a wrong password fails with [AUTHENTICATIONFAILED]; AUTHENTICATE PLAIN with SASL-IR works', async () => {
+  const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  try {
+    assert.match(c.greeting, /AUTH=PLAIN/);
+    const bad = await c.login('alice@example.test', 'wrong');
+    assert.equal(bad.status, 'NO');
+    assert.match(bad.text, /\[AUTHENTICATIONFAILED\]/);
+    const ir = Buffer.from('\0alice@example.test\0secret').toString('base64');
+    const ok = await c.command(`AUTHENTICATE PLAIN ${ir}`);
+    assert.equal(ok.status, 'OK', ok.text);
+  } finally {
+    c.close();
+  }
+});
+
+test('AUTHENTICATE PLAIN with a continuation; "*" aborts', async () => {
+  const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  try {
+    c.write('X1 AUTHENTICATE PLAIN\r\n');
+    assert.equal(await c.line(), '+ ');
+    c.write('*\r\n');
+    const aborted = await c.read('X1');
+    assert.equal(aborted.status, 'BAD');
+    c.write('X2 AUTHENTICATE PLAIN\r\n');
+    assert.equal(await c.line(), '+ ');
+    c.write(`${Buffer.from('\0alice@example.test\0secret').toString('base64')}\r\n`);
+    assert.equal((await c.read('X2')).status, 'OK');
+  } finally {
+    c.close();
+  }
+});
+
+test('SELECT INBOX reports EXISTS, FLAGS, UIDVALIDITY, UIDNEXT; EXAMINE is read-only; CLOSE/UNSELECT', async () => {
+  const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  try {
+    assert.equal((await c.login()).status, 'OK');
+    const sel = await c.command('SELECT INBOX');
+    assert.equal(sel.status, 'OK', sel.text);
+    assert.match(sel.text, /^\[READ-WRITE\]/);
+    assert.ok(sel.lines.includes('* 3 EXISTS'), sel.lines.join('\n'));
+    assert.ok(sel.lines.includes('* 3 RECENT'));
+    assert.ok(sel.lines.some((l) => /^\* FLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft\)$/.test(l)));
+    assert.ok(sel.lines.some((l) => /^\* OK \[UIDVALIDITY \d+\]/.test(l)));
+    assert.ok(sel.lines.some((l) => /^\* OK \[UIDNEXT 4\]/.test(l)));
+    assert.ok(sel.lines.some((l) => /^\* OK \[UNSEEN 1\]/.test(l)));
+    const ex = await c.command('EXAMINE inbox');
+    assert.match(ex.text, /^\[READ-ONLY\]/);
+    assert.ok(ex.lines.includes('* OK [CLOSED] Previous mailbox closed'));
+    assert.equal((await c.command('UNSELECT')).status, 'OK');
+    assert.equal((await c.command('CLOSE')).status, 'BAD', 'nothing selected any more');
+    const missing = await c.command('SELECT Nowhere');
+    assert.equal(missing.status, 'NO');
+    assert.match(missing.text, /\[NONEXISTENT\]/);
+  } finally {
+    c.close();
+  }
+});
+
+test('ENABLE IMAP4rev2 and UTF8=ACCEPT; ID; NAMESPACE; commands before login are refused; 3 bad commands before login end the connection', async () => {
+  const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  try {
+    assert.equal((await c.command('SELECT INBOX')).status, 'BAD');
+    const id = await c.command('ID ("name" "test-client")');
+    assert.match(id.lines[0]!, /^\* ID \("name" "Postern"/);
+    await c.login();
+    const en = await c.command('ENABLE IMAP4rev2 UTF8=ACCEPT');
+    assert.equal(en.lines[0], '* ENABLED IMAP4rev2 UTF8=ACCEPT');
+    assert.equal((await c.command('NAMESPACE')).lines[0], '* NAMESPACE (("" "/")) NIL NIL');
+    const sel = await c.command('SELECT INBOX');
+    assert.ok(!sel.lines.some((l) => /RECENT/.test(l)), 'no \\Recent in IMAP4rev2');
+  } finally {
+    c.close();
+  }
+  const d = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  try {
+    assert.match(d.greeting, /^\* OK/);
+    await d.command('FOO');
+    await d.command('BAR');
+    const third = await d.command('BAZ');
+    assert.equal(third.status, 'BAD');
+    assert.equal(await d.line().catch(() => 'closed'), '* BYE Too many invalid commands');
+  } finally {
+    d.close();
+  }
+});
