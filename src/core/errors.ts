@@ -8,7 +8,9 @@ export type MailErrorCode =
   | 'INVALID'
   | 'OVER_QUOTA'
   | 'TEMP_FAILURE'
-  | 'READ_ONLY';
+  | 'READ_ONLY'
+  /** A mailbox with sub-mailboxes cannot be deleted (IMAP [HASCHILDREN], RFC 5530). */
+  | 'HAS_CHILDREN';
 
 export class MailError extends Error {
   constructor(

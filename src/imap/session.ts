@@ -241,7 +241,7 @@ export class ImapSession {
         this.write(status(cmd.tag, err.kind, err.message, err.code));
         if (err.kind === 'BAD') this.countBad();
       } else if (err instanceof MailError) {
-        const code = { NOT_FOUND: 'NONEXISTENT', ALREADY_EXISTS: 'ALREADYEXISTS', INVALID: 'CANNOT', OVER_QUOTA: 'OVERQUOTA', TEMP_FAILURE: 'UNAVAILABLE', READ_ONLY: 'READ-ONLY' }[err.code];
+        const code = { NOT_FOUND: 'NONEXISTENT', ALREADY_EXISTS: 'ALREADYEXISTS', INVALID: 'CANNOT', OVER_QUOTA: 'OVERQUOTA', TEMP_FAILURE: 'UNAVAILABLE', READ_ONLY: 'READ-ONLY', HAS_CHILDREN: 'HASCHILDREN' }[err.code];
         this.write(status(cmd.tag, 'NO', err.message, code));
       } else {
         this.log.error({ err, command: cmd.name }, 'IMAP command failed');

@@ -824,7 +824,7 @@ export class DataStore implements ChunkStore {
 
   /**
    * RFC 9051 §6.3.5 DELETE, as Dovecot does it: INBOX cannot be deleted (INVALID),
-   * nor a mailbox with inferiors (INVALID, "has children"; IMAP: [HASCHILDREN],
+   * nor a mailbox with inferiors (HAS_CHILDREN; IMAP: [HASCHILDREN],
    * RFC 5530). Its messages go with it (an 'expunge' change each, for JMAP). A
    * subscription to the name stays (RFC 9051 §6.3.9).
    */
@@ -835,7 +835,7 @@ export class DataStore implements ChunkStore {
       const boxes = await trx.selectFrom('mailboxes').select(['id', 'name', 'subscribed']).where('account_id', '=', accountId).execute();
       const box = boxes.find((b) => b.name === n);
       if (!box) throw new MailError('NOT_FOUND', `no mailbox "${n}"`);
-      if (boxes.some((b) => b.name !== n && isSelfOrChild(b.name, n))) throw new MailError('INVALID', `mailbox "${n}" has children; delete them first`);
+      if (boxes.some((b) => b.name !== n && isSelfOrChild(b.name, n))) throw new MailError('HAS_CHILDREN', `mailbox "${n}" has children; delete them first`);
       const msgs = await trx.selectFrom('messages').select(['id', 'uid']).where('mailbox_id', '=', box.id).execute();
       const modseq = await this.bumpModseqs(trx, accountId, 1);
       const t = now();

@@ -146,7 +146,7 @@ for (const backend of backends) {
 
       // DELETE: INBOX never, not with children, then leaf first.
       await assert.rejects(a.data.deleteMailbox(u.id, 'inbox'), code('INVALID'));
-      await assert.rejects(a.data.deleteMailbox(u.id, 'Old/Job'), /has children/);
+      await assert.rejects(a.data.deleteMailbox(u.id, 'Old/Job'), code('HAS_CHILDREN'));
       await assert.rejects(a.data.deleteMailbox(u.id, 'Missing'), code('NOT_FOUND'));
       await a.data.deleteMailbox(u.id, 'Old/Job/Projects/2024');
       await a.data.deleteMailbox(u.id, 'Old/Job/Projects');
