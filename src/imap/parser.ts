@@ -99,6 +99,8 @@ export interface StringToken {
 }
 export interface NilToken {
   kind: 'nil';
+  /** As sent: where an astring is expected (a mailbox called "nil"), the atom is a name. */
+  text: string;
 }
 export interface ListToken {
   kind: 'list';
@@ -300,7 +302,7 @@ function classify(value: string): Token {
     if (Number.isSafeInteger(n)) return { kind: 'number', value: n, text: value };
     return { kind: 'atom', value };
   }
-  if (value.length === 3 && value.toUpperCase() === 'NIL') return { kind: 'nil' };
+  if (value.length === 3 && value.toUpperCase() === 'NIL') return { kind: 'nil', text: value };
   return { kind: 'atom', value };
 }
 
@@ -865,7 +867,8 @@ export function tokenText(token: Token | undefined): string | null {
     case 'number':
       return token.text;
     case 'nil':
-      return 'NIL';
+      // An astring position: the atom as written (RFC 9051 §9: astring includes "nil").
+      return token.text;
     case 'string':
       return token.value.toString('utf8');
     default:

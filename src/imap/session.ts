@@ -10,6 +10,7 @@ import { readerErrorResponse, status } from './writer.ts';
 import { ImapError } from './errors.ts';
 import type { SelectedMailbox } from './selected.ts';
 import { COMMANDS, type ImapState } from './commands/index.ts';
+import { MAX_MULTIAPPEND } from './commands/append.ts';
 import type { MessageUid } from '../store/imap-model.ts';
 
 /**
@@ -82,13 +83,13 @@ export class ImapSession {
   }
 
   capabilities(): string[] {
-    const caps = ['IMAP4rev1', 'IMAP4rev2', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'UIDPLUS', 'MOVE'];
+    const caps = ['IMAP4rev1', 'IMAP4rev2', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'UIDPLUS', 'MOVE', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'MULTIAPPEND'];
     if (this.state === 'not-authenticated') {
       if (!this.secure && this.opts.starttls) caps.push('STARTTLS');
       if (this.authAllowed) caps.push('AUTH=SCRAM-SHA-256', 'AUTH=PLAIN', 'AUTH=LOGIN');
       else caps.push('LOGINDISABLED');
     } else {
-      caps.push('UTF8=ACCEPT', `APPENDLIMIT=${this.ctx.config.smtp.max_message_size}`);
+      caps.push('UTF8=ACCEPT', `APPENDLIMIT=${this.ctx.config.smtp.max_message_size}`, 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE');
     }
     return caps;
   }
@@ -181,7 +182,10 @@ export class ImapSession {
       return;
     }
     if (ev.kind === 'literal-start') {
-      this.appendStreams.set(ev.index, { sink: this.ctx.ingest.begin(), size: ev.size });
+      // No sink before login (APPEND is refused then) nor beyond MAX_MULTIAPPEND (APPEND answers NO [LIMIT]).
+      if (this.state !== 'not-authenticated' && this.appendStreams.size < MAX_MULTIAPPEND) {
+        this.appendStreams.set(ev.index, { sink: this.ctx.ingest.begin(), size: ev.size });
+      }
       this.streaming = ev.index;
       return;
     }
@@ -220,6 +224,8 @@ export class ImapSession {
       const line = this.reader.nextRawLine();
       if (line !== null) return resolve(line);
       this.lineWaiter = resolve;
+      // IDLE sets `idling` first: the autologout timer restarts with the longer IDLE timeout.
+      this.touch();
       this.socket.resume();
     });
   }

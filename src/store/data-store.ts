@@ -407,6 +407,17 @@ export class DataStore implements ChunkStore {
     return (await this.db.selectFrom('blobs').select('meta').where('hash', '=', hash).executeTakeFirst())?.meta ?? null;
   }
 
+  /** The MIME index JSON of many blobs in one query per 500 (IMAP FETCH of thousands of headers). */
+  async blobMetas(hashes: string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const unique = [...new Set(hashes)];
+    for (let i = 0; i < unique.length; i += 500) {
+      const rows = await this.db.selectFrom('blobs').select(['hash', 'meta']).where('hash', 'in', unique.slice(i, i + 500)).execute();
+      for (const r of rows) out.set(r.hash, r.meta);
+    }
+    return out;
+  }
+
   /** Messages whose search text is not indexed yet (left over from a crash). */
   async pendingSearch(limit: number): Promise<string[]> {
     return (await this.db.selectFrom('search_pending').select('hash').limit(limit).execute()).map((r) => r.hash);

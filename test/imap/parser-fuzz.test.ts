@@ -101,7 +101,7 @@ const quotedArb: fc.Arbitrary<Token> = fc.string({ maxLength: 20 }).map((s) => (
 const literalArb: fc.Arbitrary<Token> = fc
   .tuple(fc.uint8Array({ maxLength: 30 }), fc.boolean())
   .map(([b, binary]) => (binary ? { kind: 'string', value: Buffer.from(b), literal: true, binary: true } : { kind: 'string', value: Buffer.from(b), literal: true }));
-const leafArb: fc.Arbitrary<Token> = fc.oneof(atomArb, numberArb, quotedArb, literalArb, fc.constant<Token>({ kind: 'nil' }));
+const leafArb: fc.Arbitrary<Token> = fc.oneof(atomArb, numberArb, quotedArb, literalArb, fc.constant<Token>({ kind: 'nil', text: 'NIL' }));
 const sectionArb: fc.Arbitrary<Token> = fc
   .tuple(
     fc.constantFrom('BODY', 'BODY.PEEK', 'BINARY', 'binary.peek', 'BINARY.SIZE'),

@@ -234,8 +234,8 @@ test('numbers, NIL, UTF-8 quoted strings, deep nesting', () => {
     { kind: 'number', value: 7, text: '007' },
     num(9007199254740991),
     atom('9007199254740992'),
-    { kind: 'nil' },
-    { kind: 'nil' },
+    { kind: 'nil', text: 'nil' },
+    { kind: 'nil', text: 'NIL' },
     str('NIL'),
   ]);
   assert.equal(tokenText(one('A1 CREATE "Entw\xc3\xbcrfe"\r\n').args[0]), 'Entwürfe');

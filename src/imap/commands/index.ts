@@ -3,6 +3,16 @@ import type { ImapSession } from '../session.ts';
 import { anyState } from './any-state.ts';
 import { authCommands } from './auth.ts';
 import { selectCommands } from './select.ts';
+import { fetchCommands } from './fetch.ts';
+import { storeCommands } from './store.ts';
+import { copyMoveCommands } from './copy-move.ts';
+import { expungeCommands } from './expunge.ts';
+import { listCommands } from './list.ts';
+import { statusCommands } from './status.ts';
+import { mailboxCommands } from './mailboxes.ts';
+import { searchCommands } from './search.ts';
+import { appendCommands } from './append.ts';
+import { idleCommands } from './idle.ts';
 
 /** RFC 9051 §3: the connection states. */
 export type ImapState = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
@@ -31,4 +41,4 @@ export function register(...specs: CommandSpec[]): void {
   for (const s of specs) COMMANDS.set(s.name, s);
 }
 
-register(...anyState, ...authCommands, ...selectCommands);
+register(...anyState, ...authCommands, ...selectCommands, ...fetchCommands, ...listCommands, ...statusCommands, ...mailboxCommands, ...storeCommands, ...copyMoveCommands, ...expungeCommands, ...searchCommands, ...appendCommands, ...idleCommands);
