@@ -1,5 +1,25 @@
 import type { DataStore } from '../store/data-store.ts';
 import type { MailboxInfo, MessageUid } from '../store/imap-model.ts';
+import { formatSequenceSet } from './sequence-set.ts';
+
+/** How sync() words its untagged responses for this session. */
+export interface SyncRender {
+  /** The FETCH response for a flag change made elsewhere (with MODSEQ once CONDSTORE is enabled). */
+  flags: (m: MessageUid, seq: number) => string;
+  /** QRESYNC enabled (RFC 7162 §3.2.10): expunges as one `* VANISHED uid-set` instead of `* n EXPUNGE`. */
+  vanished?: boolean;
+}
+
+/**
+ * Removed messages as untagged responses: EXPUNGE per message, highest sequence
+ * number first so each number is still right when the client reads it (RFC 9051
+ * §7.5.1); with QRESYNC enabled one VANISHED with their UIDs (RFC 7162 §3.2.10).
+ */
+export function expungeResponses(removed: Array<{ seq: number; uid: number }>, vanished: boolean): string[] {
+  if (!removed.length) return [];
+  if (vanished) return [`* VANISHED ${formatSequenceSet(removed.map((r) => r.uid))}`];
+  return removed.map((r) => r.seq).sort((a, b) => b - a).map((n) => `* ${n} EXPUNGE`);
+}
 
 /**
  * The selected mailbox as one session sees it (RFC 9051 §2.3.1.2, §7.4, §7.5):
@@ -46,6 +66,14 @@ export class SelectedMailbox {
     if (!this.readOnly && top > before) this.seen.set(this.info.id, top);
   }
 
+  /**
+   * RFC 7162 §3.1.2.1: the HIGHESTMODSEQ to tell the client — at least 1, since a
+   * mailbox without any change yet has 0 and the response code needs a positive value.
+   */
+  get highestModseq(): number {
+    return Math.max(1, this.info.highestmodseq);
+  }
+
   get exists(): number {
     return this.messages.length;
   }
@@ -85,29 +113,31 @@ export class SelectedMailbox {
 
   /**
    * Folds in what changed in the store. Returns the untagged responses to send:
-   * EXPUNGE (highest sequence first, so the numbers stay right for the client) only
-   * when `expungeAllowed`, then EXISTS, then FETCH FLAGS for changed flags. When
-   * expunges may not be reported yet, the vanished messages stay in the list (their
-   * flags are no longer updated) until a later sync may report them.
+   * EXPUNGE (highest sequence first, so the numbers stay right for the client) or,
+   * with QRESYNC, VANISHED, only when `expungeAllowed`; then EXISTS, then FETCH
+   * FLAGS for changed flags. When expunges may not be reported yet, the vanished
+   * messages stay in the list (their flags are no longer updated) until a later
+   * sync may report them.
    */
-  async sync(data: DataStore, expungeAllowed: boolean, render: { flags: (m: MessageUid, seq: number) => string }, withRecent = false): Promise<string[]> {
+  async sync(data: DataStore, expungeAllowed: boolean, render: SyncRender, withRecent = false): Promise<string[]> {
     if (!this.dirty) return [];
     this.dirty = false;
-    const fresh = await data.listMessageUids(this.info.id);
+    // The mailbox row first: its HIGHESTMODSEQ then never runs ahead of the message list read after it.
     const info = await data.getMailboxById(this.info.id);
+    const fresh = await data.listMessageUids(this.info.id);
     if (info) this.info = info;
     const out: string[] = [];
     const freshByUid = new Map(fresh.map((m) => [m.uid, m]));
     // 1. removed messages
     const kept: MessageUid[] = [];
-    const expungedSeqs: number[] = [];
+    const removed: Array<{ seq: number; uid: number }> = [];
     for (let i = 0; i < this.messages.length; i++) {
       const m = this.messages[i]!;
       if (freshByUid.has(m.uid) || !expungeAllowed) kept.push(m);
-      else expungedSeqs.push(i + 1);
+      else removed.push({ seq: i + 1, uid: m.uid });
     }
     if (!expungeAllowed && kept.some((m) => !freshByUid.has(m.uid))) this.dirty = true;
-    for (let i = expungedSeqs.length - 1; i >= 0; i--) out.push(`* ${expungedSeqs[i]} EXPUNGE`);
+    out.push(...expungeResponses(removed, !!render.vanished));
     // 2. flag changes of messages we keep
     const changed: Array<{ m: MessageUid; seq: number }> = [];
     for (let i = 0; i < kept.length; i++) {

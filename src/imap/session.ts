@@ -12,6 +12,7 @@ import type { SelectedMailbox } from './selected.ts';
 import { COMMANDS, type ImapState } from './commands/index.ts';
 import { MAX_MULTIAPPEND } from './commands/append.ts';
 import type { MessageUid } from '../store/imap-model.ts';
+import { DeflateStream } from './compress.ts';
 
 /**
  * One IMAP connection (RFC 9051, RFC 3501): reads commands with the streaming
@@ -83,13 +84,15 @@ export class ImapSession {
   }
 
   capabilities(): string[] {
-    const caps = ['IMAP4rev1', 'IMAP4rev2', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'UIDPLUS', 'MOVE', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'MULTIAPPEND'];
+    const caps = ['IMAP4rev1', 'IMAP4rev2', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'UIDPLUS', 'MOVE', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'MULTIAPPEND', 'CONDSTORE', 'QRESYNC'];
     if (this.state === 'not-authenticated') {
       if (!this.secure && this.opts.starttls) caps.push('STARTTLS');
       if (this.authAllowed) caps.push('AUTH=SCRAM-SHA-256', 'AUTH=PLAIN', 'AUTH=LOGIN');
       else caps.push('LOGINDISABLED');
     } else {
       caps.push('UTF8=ACCEPT', `APPENDLIMIT=${this.ctx.config.smtp.max_message_size}`, 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE');
+      // RFC 5256, RFC 5957; RFC 9208; RFC 4978
+      caps.push('SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'QUOTA', 'QUOTA=RES-STORAGE', 'COMPRESS=DEFLATE');
     }
     return caps;
   }
@@ -259,9 +262,11 @@ export class ImapSession {
   /** Sends the selected mailbox's pending changes (RFC 9051 §7: at command completion). */
   async flushUpdates(expungeAllowed: boolean): Promise<void> {
     if (!this.selected || this.closed) return;
-    for (const line of await this.selected.sync(this.ctx.data, expungeAllowed, { flags: (m, seq) => this.flagsFetch(m, seq) }, !this.rev2)) this.untagged(line);
+    const render = { flags: (m: MessageUid, seq: number) => this.flagsFetch(m, seq), vanished: this.enabled.has('QRESYNC') };
+    for (const line of await this.selected.sync(this.ctx.data, expungeAllowed, render, !this.rev2)) this.untagged(line);
   }
 
+  /** An unsolicited FETCH for a flag change (RFC 9051 §7.5.2), with MODSEQ once CONDSTORE is enabled (RFC 7162 §3.1.4). */
   flagsFetch(m: MessageUid, seq: number): string {
     const flags = this.flagList(m);
     return `* ${seq} FETCH (UID ${m.uid} FLAGS (${flags.join(' ')})${this.enabled.has('CONDSTORE') ? ` MODSEQ (${m.modseq})` : ''})`;
@@ -301,6 +306,25 @@ export class ImapSession {
     this.socket = socket;
     this.secure = true;
     this.attach(socket);
+  }
+
+  /** COMPRESS=DEFLATE is active (RFC 4978). */
+  compressed = false;
+
+  /**
+   * RFC 4978 §3: called by COMPRESS right after it wrote its tagged OK, which goes
+   * out uncompressed. From then on every byte read is inflated and every byte
+   * written deflated (raw DEFLATE): `socket` becomes a DeflateStream over the
+   * connection (TCP or TLS). The connection keeps its 'close'/'error' listeners
+   * (they end the session either way); only reading moves to the new stream.
+   */
+  startCompression(): void {
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    // A Duplex with the socket's stream interface (write/drain/pause/resume/end/destroy).
+    this.socket = new DeflateStream(raw) as unknown as net.Socket;
+    this.compressed = true;
+    this.attach(this.socket);
   }
 
   close(): void {

@@ -407,6 +407,12 @@ export class DataStore implements ChunkStore {
     return (await this.db.selectFrom('blobs').select('meta').where('hash', '=', hash).executeTakeFirst())?.meta ?? null;
   }
 
+  /** An account's storage limit in bytes (RFC 9208 STORAGE), null when it has none. */
+  async accountQuotaBytes(accountId: number): Promise<number | null> {
+    const row = await this.db.selectFrom('accounts').select('quota_bytes').where('id', '=', accountId).executeTakeFirst();
+    return row?.quota_bytes === null || row?.quota_bytes === undefined ? null : Number(row.quota_bytes);
+  }
+
   /** The MIME index JSON of many blobs in one query per 500 (IMAP FETCH of thousands of headers). */
   async blobMetas(hashes: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();

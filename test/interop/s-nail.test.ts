@@ -32,8 +32,9 @@ test('a shell loop piping messages into `mail` hits the per-sender rate limit (s
   const t2 = await startTestServer({ submission: { rate_limit: 5 } });
   try {
     const cfg2 = writeConfig(t2.dir, `hostname = "mx.example.test"\ndata_dir = "${t2.dir}"\n[listen]\nlocal = "${t2.socketPath}"\n${storeToml(t2.store)}`);
+    // Eight sendmail processes one after the other: on a loaded 2-core machine each start takes seconds.
     const loop = `for i in 1 2 3 4 5 6 7 8; do echo "run $i" | s-nail -:/ -S mta=${SENDMAIL} -S DEAD=${t2.dir}/dead.letter -r script@example.test -s "loop $i" bob@example.test || echo "failed $i"; done`;
-    const r = await run('sh', ['-c', loop], { env: { POSTERN_CONFIG: cfg2, HOME: t2.dir, MAILRC: '/dev/null', PATH: process.env.PATH ?? '' } });
+    const r = await run('sh', ['-c', loop], { env: { POSTERN_CONFIG: cfg2, HOME: t2.dir, MAILRC: '/dev/null', PATH: process.env.PATH ?? '' }, timeoutMs: 120_000 });
     assert.match(r.stdout, /failed 6/);
     assert.match(r.stdout + r.stderr, /4\.7\.1/);
     const got = (await inbox(t2, 'bob@example.test')).filter((m) => m.subject.startsWith('loop ')).length;

@@ -6,7 +6,7 @@ import type { CommandSpec } from './index.ts';
 
 const ANY = ['not-authenticated', 'authenticated', 'selected'] as const;
 
-/** CAPABILITY (RFC 9051 §6.1.1), NOOP (§6.1.2), LOGOUT (§6.1.3), ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342). */
+/** CAPABILITY (RFC 9051 §6.1.1), NOOP (§6.1.2), LOGOUT (§6.1.3), ID (RFC 2971), ENABLE (RFC 5161; CONDSTORE and QRESYNC, RFC 7162), NAMESPACE (RFC 2342). */
 export const anyState: CommandSpec[] = [
   {
     name: 'CAPABILITY',
@@ -57,7 +57,8 @@ export const anyState: CommandSpec[] = [
     states: ['authenticated', 'selected'],
     async run(s, cmd) {
       if (!cmd.args.length) throw bad('ENABLE: expected capability names');
-      const known = new Set(['IMAP4REV2', 'UTF8=ACCEPT']);
+      const known = new Set(['IMAP4REV2', 'UTF8=ACCEPT', 'CONDSTORE', 'QRESYNC']);
+      const hadCondstore = s.enabled.has('CONDSTORE');
       const now: string[] = [];
       for (const t of cmd.args) {
         const c = atomUpper(t);
@@ -67,7 +68,14 @@ export const anyState: CommandSpec[] = [
           now.push(c === 'IMAP4REV2' ? 'IMAP4rev2' : c);
         }
       }
+      // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+      if (s.enabled.has('QRESYNC')) s.enabled.add('CONDSTORE');
       s.untagged(`* ENABLED${now.map((c) => ` ${c}`).join('')}`);
+      // RFC 7162 §3.1: CONDSTORE enabled while a mailbox is selected: tell its HIGHESTMODSEQ now.
+      if (!hadCondstore && s.enabled.has('CONDSTORE') && s.selected) {
+        // The value of the last sync: never above what the client has been told (pending changes follow).
+        s.untagged(`* OK [HIGHESTMODSEQ ${s.selected.highestModseq}] Highest`);
+      }
     },
   },
   {

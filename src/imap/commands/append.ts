@@ -5,6 +5,7 @@ import { formatSequenceSet } from '../sequence-set.ts';
 import { normalizeFlags, SYSTEM_FLAGS } from '../../store/imap-model.ts';
 import type { ImapSession } from '../session.ts';
 import type { CommandSpec } from './index.ts';
+import { assertQuota } from './quota.ts';
 
 /**
  * APPEND (RFC 9051 §6.3.12) with RFC 3502 MULTIAPPEND (several messages, all or
@@ -116,6 +117,8 @@ async function append(s: ImapSession, cmd: Command): Promise<string> {
     if (!a) throw no(`${cmd.name}: too many messages in one APPEND (at most ${MAX_MULTIAPPEND})`, 'LIMIT');
     if (a.size === 0 || a.sink.size === 0) throw no(`${cmd.name}: cannot store an empty message`);
   }
+  // RFC 9208 §4.4: over the quota → NO [OVERQUOTA], nothing stored.
+  await assertQuota(s.ctx.data, account.id, items.reduce((n, it) => n + s.appendStreams.get(it.stream.index)!.sink.size, 0), items.length);
   const uids: number[] = [];
   try {
     for (const it of items) {

@@ -58,9 +58,9 @@ async function move(s: ImapSession, cmd: Command, byUid: boolean): Promise<strin
   publishChange(s, sel.info.id, modseq);
   publishChange(s, dst.id, modseq);
   junkSignal(s, sel.info, dst, r);
-  // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGE responses.
+  // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGE responses (one VANISHED once QRESYNC is enabled, RFC 7162 §3.2.10).
   s.untagged(`* OK [${copyUid(r)}] Moved`);
-  for (const line of removeFromView(sel, r.pairs.map((p) => p[0]))) s.untagged(line);
+  for (const line of removeFromView(s, sel, r.pairs.map((p) => p[0]))) s.untagged(line);
   return `${cmd.name} completed`;
 }
 

@@ -11,12 +11,25 @@ async function expunge(s: ImapSession, cmd: Command, byUid: boolean): Promise<st
   // UID EXPUNGE: only the named messages among the \Deleted ones (UIDs not in the view are ignored).
   const uids = byUid ? messagesOf(s, cmd, 0, true).map((x) => x.m.uid) : undefined;
   const sel = requireWritable(s, cmd);
-  if (uids && !uids.length) return `${cmd.name} completed`;
+  if (uids && !uids.length) return done(s, cmd);
   const r = await s.ctx.data.expunge(sel.info.id, uids);
   if (r.expunged.length) publishChange(s, sel.info.id, r.expunged.at(-1)!.modseq);
-  // RFC 9051 §7.5.1: one EXPUNGE per message, each number valid when the client reads it.
-  for (const line of removeFromView(sel, r.expunged.map((e) => e.uid))) s.untagged(line);
-  return `${cmd.name} completed`;
+  // RFC 9051 §7.5.1: one EXPUNGE per message, each number valid when the client reads it (VANISHED with QRESYNC).
+  for (const line of removeFromView(s, sel, r.expunged.map((e) => e.uid))) s.untagged(line);
+  return done(s, cmd);
+}
+
+/**
+ * RFC 7162 §3.2.7, §3.2.9: with QRESYNC the tagged OK of EXPUNGE and UID EXPUNGE
+ * carries the mailbox's HIGHESTMODSEQ (expunges change it, and VANISHED does not
+ * say to what). The pending changes go out first, so the value covers only what
+ * the client has been told.
+ */
+async function done(s: ImapSession, cmd: Command): Promise<string> {
+  if (!s.enabled.has('QRESYNC') || !s.selected) return `${cmd.name} completed`;
+  s.selected.dirty = true;
+  await s.flushUpdates(true);
+  return `[HIGHESTMODSEQ ${s.selected.highestModseq}] ${cmd.name} completed`;
 }
 
 export const expungeCommands: CommandSpec[] = [

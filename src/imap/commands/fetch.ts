@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { bad, no } from '../errors.ts';
-import { parseSequenceSet, resolve, type Interval } from '../sequence-set.ts';
+import { formatSequenceSet, inIntervals, parseSequenceSet, resolve, type Interval } from '../sequence-set.ts';
 import { savedNumbers } from '../search-keys.ts';
 import { formatEnvelope } from '../envelope.ts';
 import { formatBodyStructure } from '../bodystructure.ts';
@@ -42,11 +42,13 @@ class MessageGone extends Error {}
 
 interface Modifiers {
   changedSince: number | null;
+  /** RFC 7162 §3.2.6: report UIDs of the set expunged since CHANGEDSINCE as VANISHED (EARLIER). */
+  vanished: boolean;
 }
 
-/** The optional fetch-modifiers list (RFC 4466 §2.4; RFC 7162 §3.1.4.1 CHANGEDSINCE). */
-function parseModifiers(t: Token | undefined): Modifiers {
-  const out: Modifiers = { changedSince: null };
+/** The optional fetch-modifiers list (RFC 4466 §2.4; RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED). */
+function parseModifiers(s: ImapSession, t: Token | undefined, byUid: boolean): Modifiers {
+  const out: Modifiers = { changedSince: null, vanished: false };
   if (!t) return out;
   if (t.kind !== 'list' || t.items.length === 0) throw bad('FETCH: invalid fetch modifiers');
   for (let i = 0; i < t.items.length; i++) {
@@ -57,10 +59,14 @@ function parseModifiers(t: Token | undefined): Modifiers {
       if (!v || v.kind !== 'number' || v.value < 1) throw bad('FETCH: CHANGEDSINCE needs a mod-sequence value');
       out.changedSince = v.value;
     } else if (name === 'VANISHED') {
-      // RFC 7162 §3.2.6: only for UID FETCH after ENABLE QRESYNC, which we do not offer.
-      throw bad('FETCH: VANISHED needs QRESYNC');
+      // RFC 7162 §3.2.6: only in UID FETCH, only after ENABLE QRESYNC.
+      if (!byUid) throw bad('FETCH: VANISHED is only allowed in UID FETCH');
+      if (!s.enabled.has('QRESYNC')) throw bad('FETCH: VANISHED needs ENABLE QRESYNC first');
+      out.vanished = true;
     } else throw bad(`FETCH: unknown fetch modifier ${name.slice(0, 30)}`.trim());
   }
+  // RFC 7162 §3.2.6: VANISHED only together with CHANGEDSINCE.
+  if (out.vanished && out.changedSince === null) throw bad('FETCH: VANISHED needs CHANGEDSINCE');
   return out;
 }
 
@@ -111,6 +117,24 @@ function targetSeqs(sel: SelectedMailbox, text: string, byUid: boolean): number[
     for (let i = lowerBound(msgs, r.lo); i < msgs.length && msgs[i].uid <= r.hi; i++) out.push(i + 1);
   }
   return out;
+}
+
+/**
+ * RFC 7162 §3.2.6: `UID FETCH set (…) (CHANGEDSINCE m VANISHED)` first answers
+ * `* VANISHED (EARLIER) uids` with the UIDs of the set expunged after m. `*` in
+ * the set stands for the highest UID the mailbox ever gave (an expunged message
+ * may have had it). UIDs still in this session's view are left out: their
+ * expunge has not been reported yet and comes as a plain VANISHED later.
+ */
+async function reportVanished(s: ImapSession, sel: SelectedMailbox, setText: string, since: number): Promise<void> {
+  const parsed = parseSequenceSet(setText);
+  if (!parsed.ok) throw bad(`FETCH: ${parsed.error}`);
+  const ch = await s.ctx.data.changesSince(s.account!.id, sel.info.id, since);
+  if (!ch.vanished.length) return;
+  const largest = Math.max(sel.uidnext - 1, ch.vanished.at(-1)!);
+  const set = resolve(parsed.value, largest, parsed.value.saved ? savedNumbers(sel, true) : []);
+  const uids = ch.vanished.filter((u) => inIntervals(set, u) && !sel.seqOf(u));
+  if (uids.length) s.untagged(`* VANISHED (EARLIER) ${formatSequenceSet(uids)}`);
 }
 
 /** RFC 9051 §6.4.5: fetching a body section without .PEEK sets \Seen; returns the sequence numbers whose flags changed. */
@@ -242,7 +266,9 @@ async function prepare(s: ImapSession, job: Job, items: FetchItem[]): Promise<Pi
     }
   }
   if (job.implicitFlags) {
-    text += `${first ? '' : ' '}${flags()}`;
+    // RFC 7162 §3.2.4: with QRESYNC a FETCH that reports a flag change carries the UID.
+    const uid = s.enabled.has('QRESYNC') && !items.some((i) => i.kind === 'UID') ? `UID ${m.uid} ` : '';
+    text += `${first ? '' : ' '}${uid}${flags()}`;
     if (s.enabled.has('CONDSTORE') && !items.some((i) => i.kind === 'MODSEQ')) text += ` MODSEQ (${m.modseq})`;
   }
   text += ')\r\n';
@@ -294,7 +320,7 @@ async function runFetch(s: ImapSession, cmd: Command, byUid: boolean): Promise<s
   const sel = s.selected!;
   const setText = seqSetText(cmd.args[0]);
   let items = parseFetchItems(cmd.args[1]);
-  const mods = parseModifiers(cmd.args[2]);
+  const mods = parseModifiers(s, cmd.args[2], byUid);
   if (mods.changedSince !== null && !items.some((i) => i.kind === 'MODSEQ')) items.push({ kind: 'MODSEQ' });
   // RFC 9051 §6.4.9: UID FETCH always answers with UID (first, as Dovecot does).
   if (byUid) items = [{ kind: 'UID' }, ...items.filter((i) => i.kind !== 'UID')];
@@ -302,6 +328,7 @@ async function runFetch(s: ImapSession, cmd: Command, byUid: boolean): Promise<s
   let seqs = targetSeqs(sel, setText, byUid);
   // RFC 7162 §3.1: MODSEQ and CHANGEDSINCE are CONDSTORE-enabling (later unsolicited FETCHes carry MODSEQ).
   if (items.some((i) => i.kind === 'MODSEQ')) s.enabled.add('CONDSTORE');
+  if (mods.vanished) await reportVanished(s, sel, setText, mods.changedSince!);
   if (mods.changedSince !== null) seqs = seqs.filter((q) => sel.messages[q - 1].modseq > mods.changedSince!);
   const flagsChanged = !sel.readOnly && items.some(setsSeen) ? await markSeen(s, sel, seqs) : new Set<number>();
   const wantsFlags = items.some((i) => i.kind === 'FLAGS');

@@ -13,6 +13,9 @@ import { mailboxCommands } from './mailboxes.ts';
 import { searchCommands } from './search.ts';
 import { appendCommands } from './append.ts';
 import { idleCommands } from './idle.ts';
+import { sortThreadCommands } from './sort-thread.ts';
+import { quotaCommands } from './quota.ts';
+import { compressCommands } from './compress.ts';
 
 /** RFC 9051 §3: the connection states. */
 export type ImapState = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
@@ -41,4 +44,4 @@ export function register(...specs: CommandSpec[]): void {
   for (const s of specs) COMMANDS.set(s.name, s);
 }
 
-register(...anyState, ...authCommands, ...selectCommands, ...fetchCommands, ...listCommands, ...statusCommands, ...mailboxCommands, ...storeCommands, ...copyMoveCommands, ...expungeCommands, ...searchCommands, ...appendCommands, ...idleCommands);
+register(...anyState, ...authCommands, ...selectCommands, ...fetchCommands, ...listCommands, ...statusCommands, ...mailboxCommands, ...storeCommands, ...copyMoveCommands, ...expungeCommands, ...searchCommands, ...appendCommands, ...idleCommands, ...sortThreadCommands, ...quotaCommands, ...compressCommands);

@@ -53,7 +53,8 @@ async function statusValue(s: ImapSession, info: MailboxInfo, item: StatusItem):
     case 'SIZE':
       return info.size;
     case 'HIGHESTMODSEQ':
-      return info.highestmodseq;
+      // Never 0: CONDSTORE clients read 0 as "no mod-sequences" (SELECT reports at least 1 too).
+      return Math.max(1, info.highestmodseq);
     case 'APPENDLIMIT':
       return s.ctx.config.smtp.max_message_size;
     case 'RECENT':

@@ -3,7 +3,7 @@ import { tokenText, type Command, type Token } from '../parser.ts';
 import { atomUpper, isList } from '../args.ts';
 import { formatSequenceSet, inIntervals, parseSequenceSet, resolve } from '../sequence-set.ts';
 import type { ImapSession } from '../session.ts';
-import type { SelectedMailbox } from '../selected.ts';
+import { expungeResponses, type SelectedMailbox } from '../selected.ts';
 import type { MessageUid, StoreMode } from '../../store/imap-model.ts';
 import type { CommandSpec } from './index.ts';
 import { savedNumbers } from '../search-keys.ts';
@@ -59,14 +59,15 @@ export function publishChange(s: ImapSession, mailboxId: number, modseq: number)
 }
 
 /**
- * Takes expunged UIDs out of the session's own list and returns the EXPUNGE
- * responses for them (RFC 9051 §7.5.1): highest sequence number first, so each
- * number is still right when the client reads it.
+ * Takes expunged UIDs out of the session's own list and returns the responses for
+ * them: EXPUNGE (RFC 9051 §7.5.1), highest sequence number first so each number is
+ * still right when the client reads it; once QRESYNC is enabled one VANISHED with
+ * their UIDs instead (RFC 7162 §3.2.10).
  */
-export function removeFromView(sel: SelectedMailbox, uids: Iterable<number>): string[] {
-  const seqs = [...uids].map((u) => sel.seqOf(u)).filter((n) => n > 0).sort((a, b) => b - a);
-  for (const n of seqs) sel.messages.splice(n - 1, 1);
-  return seqs.map((n) => `* ${n} EXPUNGE`);
+export function removeFromView(s: ImapSession, sel: SelectedMailbox, uids: Iterable<number>): string[] {
+  const removed = [...new Set(uids)].map((uid) => ({ uid, seq: sel.seqOf(uid) })).filter((r) => r.seq > 0);
+  for (const n of removed.map((r) => r.seq).sort((a, b) => b - a)) sel.messages.splice(n - 1, 1);
+  return expungeResponses(removed, s.enabled.has('QRESYNC'));
 }
 
 const SYSTEM = new Map(['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft'].map((f) => [f.toLowerCase(), f]));
@@ -151,7 +152,8 @@ async function store(s: ImapSession, cmd: Command, byUid: boolean): Promise<stri
     sel.messages[seq - 1] = m;
     // RFC 7162 §3.1.3: with CONDSTORE the FETCH (with MODSEQ) goes out even for .SILENT.
     if (args.silent && !condstore) continue;
-    const items = [...(byUid ? [`UID ${m.uid}`] : []), `FLAGS (${s.flagList(m).join(' ')})`, ...(condstore ? [`MODSEQ (${m.modseq})`] : [])];
+    // RFC 7162 §3.2.4: once QRESYNC is enabled, FETCH responses for flag changes carry the UID too.
+    const items = [...(byUid || s.enabled.has('QRESYNC') ? [`UID ${m.uid}`] : []), `FLAGS (${s.flagList(m).join(' ')})`, ...(condstore ? [`MODSEQ (${m.modseq})`] : [])];
     s.untagged(`* ${seq} FETCH (${items.join(' ')})`);
   }
   if (top) publishChange(s, sel.info.id, top);
