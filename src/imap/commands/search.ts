@@ -20,14 +20,16 @@ import type { CommandSpec } from './index.ts';
 const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
 const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE']);
 
-async function readRange(s: ImapSession, hash: string, start: number, end: number): Promise<Buffer> {
+/** Bytes start..end of a stored message. */
+export async function readRange(s: ImapSession, hash: string, start: number, end: number): Promise<Buffer> {
   if (end <= start) return Buffer.alloc(0);
   const parts: Buffer[] = [];
   for await (const c of s.ctx.blobs.read(hash, start, end)) parts.push(c as Buffer);
   return Buffer.concat(parts);
 }
 
-function source(s: ImapSession): MessageSource {
+/** Where the SEARCH (and SORT/THREAD) evaluator reads messages from. */
+export function source(s: ImapSession): MessageSource {
   return {
     meta: (hash) => s.ctx.data.blobMeta(hash),
     read: (hash, start, end) => readRange(s, hash, start, end),

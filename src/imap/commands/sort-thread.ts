@@ -21,6 +21,7 @@ import type { EnvelopeAddress, MessageIndex } from '../../mime/types.ts';
 import type { MessageUid } from '../../store/imap-model.ts';
 import type { ImapSession } from '../session.ts';
 import type { CommandSpec } from './index.ts';
+import { readRange, source } from './search.ts';
 
 /**
  * SORT, UID SORT, THREAD and UID THREAD (RFC 5256; RFC 5957 SORT=DISPLAY).
@@ -41,19 +42,6 @@ const PARALLEL = 16;
 /** MIME indexes fetched per query. */
 const META_BATCH = 500;
 
-async function readRange(s: ImapSession, hash: string, start: number, end: number): Promise<Buffer> {
-  if (end <= start) return Buffer.alloc(0);
-  const parts: Buffer[] = [];
-  for await (const c of s.ctx.blobs.read(hash, start, end)) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-function source(s: ImapSession): MessageSource {
-  return {
-    meta: (hash) => s.ctx.data.blobMeta(hash),
-    read: (hash, start, end) => readRange(s, hash, start, end),
-  };
-}
 
 /** RFC 5256 §3: sort-criteria = "(" sort-criterion *(SP sort-criterion) ")"; sort-criterion = ["REVERSE" SP] sort-key. */
 export function parseSortCriteria(t: Token | undefined, cmdName: string): SortCriterion[] {
