@@ -8,16 +8,31 @@ function oneLine(s: string): string {
 }
 
 /**
+ * Delivers a message the server itself writes (notices, DSNs) through the one
+ * ingest path, with the null sender: local recipients get it in their INBOX, a
+ * remote address is queued. 'unknown' when the address is a local one nobody
+ * receives (the caller logs how to fix it).
+ */
+export async function deliverFromServer(ctx: Context, to: string, message: Buffer): Promise<'delivered' | 'queued' | 'unknown'> {
+  const resolution = await ctx.directory.resolve(to);
+  const accounts = resolution.kind === 'deliver' ? resolution.accounts : [];
+  const remote = resolution.kind === 'non-local' ? [to] : resolution.kind === 'deliver' ? resolution.remote : [];
+  if (!accounts.length && !remote.length) return 'unknown';
+  await ctx.ingest.ingestBuffer(message, {
+    deliveries: accounts.map((a) => ({ accountId: a.id, mailbox: 'INBOX' })),
+    queue: remote.length ? { queueId: newQueueId(), sender: '', recipients: remote } : null,
+    internalDate: ctx.now(),
+  });
+  return accounts.length ? 'delivered' : 'queued';
+}
+
+/**
  * Delivers a short plain-text message from the server itself (ban notices; later
  * quota warnings, delay notices) through the one ingest path: local recipients get
  * it in their INBOX, a remote address is queued. Returns where it went; 'unknown'
  * when the address is a local one nobody receives (the caller logs how to fix it).
  */
 export async function sendSystemMessage(ctx: Context, to: string, subject: string, body: string): Promise<'delivered' | 'queued' | 'unknown'> {
-  const resolution = await ctx.directory.resolve(to);
-  const accounts = resolution.kind === 'deliver' ? resolution.accounts : [];
-  const remote = resolution.kind === 'non-local' ? [to] : resolution.kind === 'deliver' ? resolution.remote : [];
-  if (!accounts.length && !remote.length) return 'unknown';
   const now = new Date(ctx.now());
   const from = `MAILER-DAEMON@${ctx.config.hostname}`;
   const text =
@@ -34,10 +49,5 @@ export async function sendSystemMessage(ctx: Context, to: string, subject: strin
     `Content-Transfer-Encoding: 8bit\r\n` +
     `\r\n` +
     body.replace(/\r?\n/g, '\r\n');
-  await ctx.ingest.ingestBuffer(Buffer.from(text, 'utf8'), {
-    deliveries: accounts.map((a) => ({ accountId: a.id, mailbox: 'INBOX' })),
-    queue: remote.length ? { queueId: newQueueId(), sender: '', recipients: remote } : null,
-    internalDate: now.getTime(),
-  });
-  return accounts.length ? 'delivered' : 'queued';
+  return deliverFromServer(ctx, to, Buffer.from(text, 'utf8'));
 }

@@ -5,6 +5,7 @@ import type { Context } from '../core/context.ts';
 import { MailError } from '../core/errors.ts';
 import type { MessageSink } from '../core/ingest.ts';
 import { upgradeToTls } from '../net/starttls.ts';
+import { isLoopback } from '../net/ip.ts';
 import { CommandReader, PRE_AUTH_LIMITS, authenticatedLimits, type Command, type ReaderEvent } from './parser.ts';
 import { readerErrorResponse, status } from './writer.ts';
 import { ImapError } from './errors.ts';
@@ -78,9 +79,7 @@ export class ImapSession {
 
   /** Whether LOGIN/AUTHENTICATE may be used now (RFC 9051 §6.2.3: not in cleartext). */
   get authAllowed(): boolean {
-    if (this.secure) return true;
-    const loopback = this.opts.remoteAddress === '127.0.0.1' || this.opts.remoteAddress === '::1' || this.opts.remoteAddress === '::ffff:127.0.0.1';
-    return loopback && this.ctx.config.auth.allow_plaintext_loopback;
+    return this.secure || (this.ctx.config.auth.allow_plaintext_loopback && isLoopback(this.opts.remoteAddress));
   }
 
   capabilities(): string[] {
@@ -91,8 +90,8 @@ export class ImapSession {
       else caps.push('LOGINDISABLED');
     } else {
       caps.push('UTF8=ACCEPT', `APPENDLIMIT=${this.ctx.config.smtp.max_message_size}`, 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE');
-      // RFC 5256, RFC 5957; RFC 9208; RFC 4978
-      caps.push('SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'QUOTA', 'QUOTA=RES-STORAGE', 'COMPRESS=DEFLATE');
+      // RFC 5256, RFC 5957; RFC 9208; RFC 4978; RFC 3516
+      caps.push('SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'QUOTA', 'QUOTA=RES-STORAGE', 'COMPRESS=DEFLATE', 'BINARY');
     }
     return caps;
   }

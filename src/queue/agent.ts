@@ -6,7 +6,7 @@ import { GroupCommitter } from '../core/group-commit.ts';
 import type { DnsResolver } from '../net/dns.ts';
 import type { QueueEntry, QueueOutcome } from '../store/data-store.ts';
 import type { DsnRecipient } from './dsn.ts';
-import { sendDsn } from './bounce.ts';
+import { sendDsn, withoutReturnPath } from './bounce.ts';
 import { RemoteSession, SessionError } from './remote-session.ts';
 import { resolveRoute, type RouteHost } from './routing.ts';
 import { enhancedStatus, lifetimeOf, retryDelay, wantsNotice } from './schedule.ts';
@@ -58,12 +58,6 @@ function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
-/** The stored message opens with our Return-Path (RFC 5321 §4.4: added at final delivery only); relays must not send it. */
-function withoutReturnPath(message: Buffer): Buffer {
-  if (!/^return-path:/i.test(message.subarray(0, 12).toString('latin1'))) return message;
-  const eol = message.indexOf('\r\n');
-  return eol < 0 ? message : message.subarray(eol + 2);
-}
 
 function headerSection(message: Buffer): string {
   const end = message.indexOf('\r\n\r\n');
@@ -146,10 +140,7 @@ export class DeliveryAgent {
     for (const s of this.live) s.close();
   }
 
-  /** Resolves when nothing is being delivered (tests, benchmarks). */
-  async settled(): Promise<void> {
-    while (this.sessions || this.inFlight.size || this.pumping) await new Promise((r) => setTimeout(r, 20));
-  }
+
 
   wake(): void {
     if (this.stopped) return;

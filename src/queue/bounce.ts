@@ -1,5 +1,5 @@
 import type { Context } from '../core/context.ts';
-import { newQueueId } from '../smtp/received.ts';
+import { deliverFromServer } from '../core/notify.ts';
 import { buildDsn, type DsnInput } from './dsn.ts';
 
 /**
@@ -12,20 +12,19 @@ import { buildDsn, type DsnInput } from './dsn.ts';
 export async function sendDsn(ctx: Context, input: Omit<DsnInput, 'hostname'>): Promise<'delivered' | 'queued' | 'dropped'> {
   // RFC 3461 §6.2 / RFC 5321 §4.5.5: never a notification about a notification.
   if (!input.to) return 'dropped';
-  const resolution = await ctx.directory.resolve(input.to);
-  const accounts = resolution.kind === 'deliver' ? resolution.accounts : [];
-  const remote = resolution.kind === 'non-local' ? [input.to] : resolution.kind === 'deliver' ? resolution.remote : [];
-  if (!accounts.length && !remote.length) {
+  const message = buildDsn({ ...input, hostname: ctx.config.hostname });
+  const where = await deliverFromServer(ctx, input.to, Buffer.concat([Buffer.from('Return-Path: <>\r\n'), message]));
+  if (where === 'unknown') {
     ctx.log.warn({ queue: input.queueId, to: input.to }, 'delivery status notification dropped: the sender address is local but nobody receives it');
     return 'dropped';
   }
-  const message = buildDsn({ ...input, hostname: ctx.config.hostname });
-  const queueId = newQueueId();
-  await ctx.ingest.ingestBuffer(Buffer.concat([Buffer.from('Return-Path: <>\r\n'), message]), {
-    deliveries: accounts.map((a) => ({ accountId: a.id, mailbox: 'INBOX' })),
-    queue: remote.length ? { queueId, sender: '', recipients: remote } : null,
-    internalDate: ctx.now(),
-  });
-  ctx.log.info({ queue: input.queueId, dsn_queue: queueId, to: input.to, actions: [...new Set(input.recipients.map((r) => r.action))] }, 'delivery status notification sent');
-  return accounts.length ? 'delivered' : 'queued';
+  ctx.log.info({ queue: input.queueId, to: input.to, actions: [...new Set(input.recipients.map((r) => r.action))] }, 'delivery status notification sent');
+  return where;
+}
+
+/** The stored message opens with our Return-Path (RFC 5321 §4.4: added at final delivery only); relays must not send it. */
+export function withoutReturnPath(message: Buffer): Buffer {
+  if (!/^return-path:/i.test(message.subarray(0, 12).toString('latin1'))) return message;
+  const eol = message.indexOf('\r\n');
+  return eol < 0 ? message : message.subarray(eol + 2);
 }

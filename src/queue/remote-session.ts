@@ -78,7 +78,6 @@ export class RemoteSession {
   private constructor(
     private readonly conn: SMTPConnection,
     readonly host: RouteHost,
-    private readonly opts: SessionOptions,
   ) {
     conn.on('error', () => {
       this.broken = true;
@@ -129,7 +128,7 @@ export class RemoteSession {
       socketTimeout: opts.dataTimeout,
       logger: false,
     });
-    const session = new RemoteSession(conn, host, opts);
+    const session = new RemoteSession(conn, host);
     try {
       // nodemailer reports a failed connect as an 'error' event, not through the callback.
       await new Promise<void>((resolve, reject) => {

@@ -18,7 +18,7 @@ import { useProxyProtocol } from './proxy-listener.ts';
 import { TrustedProxies } from '../net/proxy-protocol.ts';
 import type { Resolution } from '../directory/directory.ts';
 import type { RecipientDsn } from '../store/data-store.ts';
-import { sendDsn } from '../queue/bounce.ts';
+import { sendDsn, withoutReturnPath } from '../queue/bounce.ts';
 
 /**
  * One SMTP session engine (smtp-server) for five front doors:
@@ -407,7 +407,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
               now: new Date(ctx.now()),
               envid: envDsn2?.envid ?? null,
               recipients: wanted.map((r) => ({ recipient: r.address, originalRecipient: recipientDsn(r)?.orcpt ?? null, action: 'delivered' as const, status: '2.0.0' })),
-              original: original.subarray(original.indexOf('\r\n') + 2),
+              original: withoutReturnPath(original),
               ret: envDsn2?.ret === 'FULL' ? 'FULL' : 'HDRS',
             }),
           )

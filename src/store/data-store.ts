@@ -568,11 +568,7 @@ export class DataStore implements ChunkStore {
     });
   }
 
-  /** When the next queued recipient is due (the agent sleeps until then), or null when none waits. */
-  async nextQueueDue(): Promise<number | null> {
-    const r = await this.db.selectFrom('queue').select(sql<number | null>`min(next_attempt)`.as('t')).where('status', '=', 'active').executeTakeFirst();
-    return r?.t === null || r?.t === undefined ? null : Number(r.t);
-  }
+
 
   // ---- outbound queue: inspection and steering (postern queue …) ----
 

@@ -41,13 +41,21 @@ export class ImapTestClient {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  static async connect(port: number, opts: { tls?: boolean; host?: string } = {}): Promise<ImapTestClient> {
+  /** `localAddress`: a loopback source address (127.0.0.x), e.g. to be another client for the ban guard. */
+  static async connect(port: number, opts: { tls?: boolean; host?: string; localAddress?: string } = {}): Promise<ImapTestClient> {
     const host = opts.host ?? '127.0.0.1';
-    const socket = opts.tls ? tls.connect({ port, host, rejectUnauthorized: false }) : net.connect({ port, host });
+    const plain = net.connect({ port, host, localAddress: opts.localAddress });
     await new Promise<void>((resolve, reject) => {
-      socket.once(opts.tls ? 'secureConnect' : 'connect', () => resolve());
-      socket.once('error', reject);
+      plain.once('connect', () => resolve());
+      plain.once('error', reject);
     });
+    const socket = opts.tls ? tls.connect({ socket: plain, rejectUnauthorized: false }) : plain;
+    if (opts.tls) {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('secureConnect', () => resolve());
+        socket.once('error', reject);
+      });
+    }
     const c = new ImapTestClient(socket);
     c.greeting = await c.line();
     return c;

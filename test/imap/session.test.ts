@@ -41,7 +41,7 @@ test('STARTTLS, then LOGIN; capabilities recomputed after TLS and after login', 
     assert.doesNotMatch(cap.lines[0]!, /STARTTLS|LOGINDISABLED/);
     const login = await c.login();
     assert.equal(login.status, 'OK', login.text);
-    assert.match(login.text, /^\[CAPABILITY .*UTF8=ACCEPT/);
+    assert.match(login.text, /^\[CAPABILITY .*UTF8=ACCEPT.*\bBINARY\b/);
     assert.equal((await c.command('LOGOUT')).lines[0], '* BYE Logging out');
   } finally {
     c.close();
@@ -151,5 +151,23 @@ test('ENABLE IMAP4rev2 and UTF8=ACCEPT; ID; NAMESPACE; commands before login are
     assert.equal(await d.line().catch(() => 'closed'), '* BYE Too many invalid commands');
   } finally {
     d.close();
+  }
+});
+
+test('failed IMAP logins feed the ban guard: after 3 the client is refused with BYE at connect', async () => {
+  const b = await startTestServer({ bans: { trusted_networks: [] }, auth: { failure_delay: '10ms', failure_delay_max: '10ms' } });
+  try {
+    const c = await ImapTestClient.connect(b.imapsPort, { tls: true, localAddress: '127.0.0.21' });
+    for (let i = 0; i < 3; i++) assert.equal((await c.login('alice@example.test', `wrong${i}`)).status, 'NO');
+    c.close();
+    const d = await ImapTestClient.connect(b.imapsPort, { tls: true, localAddress: '127.0.0.21' });
+    assert.match(d.greeting, /^\* BYE .*failed logins/);
+    d.close();
+    // Another address is not affected.
+    const e = await ImapTestClient.connect(b.imapsPort, { tls: true, localAddress: '127.0.0.22' });
+    assert.match(e.greeting, /^\* OK/);
+    e.close();
+  } finally {
+    await b.stop();
   }
 });
