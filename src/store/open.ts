@@ -72,7 +72,10 @@ export async function openPostgresStores(
 
 /** Opens the embedded backend (SQLite + blob files) in data_dir. */
 export async function openStores(dataDir: string, opts: OpenOptions = {}): Promise<Stores> {
-  const { db, raw } = await openSqlite(dataDir);
+  // The server (writer thread) also group-commits the main connection's writes (IMAP
+  // STORE/EXPUNGE/COPY, queue outcomes): see WalSync. CLI commands write with FULL
+  // commits, including the in-line message writer on `raw`.
+  const { db, raw, wal } = await openSqlite(dataDir, { groupCommit: !!opts.writerThread });
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;
   const inline = thread ? null : new SqliteMessageWriter(raw);
   const data = new DataStore(db, true, thread ?? inline);
@@ -85,6 +88,7 @@ export async function openStores(dataDir: string, opts: OpenOptions = {}): Promi
       await thread?.close();
       inline?.flushSearch();
       await data.close();
+      wal?.close();
       blobs.close();
     },
   };

@@ -4,6 +4,12 @@ import BetterSqlite3 from 'better-sqlite3';
 import { CompiledQuery, Kysely, Migrator, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver } from 'kysely';
 import type { Database } from '../schema.ts';
 import { createSqliteSearchTable, migrationProvider } from '../migrations.ts';
+import { WalSync } from './wal-sync.ts';
+
+/** Set by cachingDatabase when a statement that writes was run; read and cleared per connection use. */
+interface WriteTracker {
+  wrote: boolean;
+}
 
 /**
  * Transactions start with BEGIN IMMEDIATE: a deferred transaction that reads and
@@ -13,17 +19,41 @@ import { createSqliteSearchTable, migrationProvider } from '../migrations.ts';
  * lock up front, where busy_timeout applies.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  constructor(
+    cfg: ConstructorParameters<typeof SqliteDriver>[0],
+    private readonly group: { tracker: WriteTracker; wal: WalSync } | null,
+  ) {
+    super(cfg);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  /**
+   * With group commit (see WalSync): a use of the connection that wrote — an
+   * autocommit statement or a whole transaction — hands the connection on first
+   * and only then waits for the WAL flush, so other queries run meanwhile and
+   * concurrent commits share one flush; the caller still hears of success only
+   * once its data is on disk.
+   */
+  override async releaseConnection(): Promise<void> {
+    const wrote = this.group?.tracker.wrote ?? false;
+    if (this.group) this.group.tracker.wrote = false;
+    await super.releaseConnection();
+    if (wrote) await this.group!.wal.sync();
   }
 }
 
 class ImmediateSqliteDialect extends SqliteDialect {
-  constructor(private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0]) {
+  constructor(
+    private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0],
+    private readonly group: { tracker: WriteTracker; wal: WalSync } | null,
+  ) {
     super(cfg);
   }
   override createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.cfg);
+    return new ImmediateSqliteDriver(this.cfg, this.group);
   }
 }
 
@@ -34,7 +64,7 @@ class ImmediateSqliteDialect extends SqliteDialect {
  * iterated (`busy`) is not shared: a fresh one is prepared for that call.
  */
 const STATEMENT_CACHE = 256;
-function cachingDatabase(raw: BetterSqlite3.Database): { prepare(sql: string): BetterSqlite3.Statement; close(): void } {
+function cachingDatabase(raw: BetterSqlite3.Database, tracker: WriteTracker): { prepare(sql: string): BetterSqlite3.Statement; close(): void } {
   const cache = new Map<string, BetterSqlite3.Statement>();
   return {
     prepare(sql: string) {
@@ -43,9 +73,12 @@ function cachingDatabase(raw: BetterSqlite3.Database): { prepare(sql: string): B
         // Re-insert: Map order is the LRU order.
         cache.delete(sql);
         cache.set(sql, hit);
+        if (!hit.readonly) tracker.wrote = true;
         return hit;
       }
       const stmt = raw.prepare(sql);
+      // kysely prepares each statement right before running it.
+      if (!stmt.readonly) tracker.wrote = true;
       if (!hit) {
         cache.set(sql, stmt);
         if (cache.size > STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
@@ -57,20 +90,31 @@ function cachingDatabase(raw: BetterSqlite3.Database): { prepare(sql: string): B
 }
 
 /**
- * Opens (creating if needed) the embedded SQLite database in WAL mode with
- * synchronous=FULL: a COMMIT returns only after the WAL is fsynced, so a row we
- * acknowledged survives a crash or power loss. Several processes (the server and
- * the `postern` CLI) may open it at once; busy_timeout makes them wait, not fail.
+ * Opens (creating if needed) the embedded SQLite database in WAL mode, so that a
+ * row we acknowledged survives a crash or power loss: with synchronous=FULL a
+ * COMMIT returns only after the WAL is fsynced; with `groupCommit` (the server)
+ * the connection commits with synchronous=NORMAL and every query that wrote
+ * resolves only after a shared, asynchronous flush of the WAL (WalSync) — the
+ * same guarantee without blocking the event loop. Raw statements on `raw` get
+ * no such flush: with groupCommit, only the kysely instance may write. Several
+ * processes (the server and the `postern` CLI) may open the database at once;
+ * busy_timeout makes them wait, not fail.
  */
-export async function openSqlite(dataDir: string): Promise<{ db: Kysely<Database>; raw: BetterSqlite3.Database }> {
+export async function openSqlite(
+  dataDir: string,
+  opts: { groupCommit?: boolean } = {},
+): Promise<{ db: Kysely<Database>; raw: BetterSqlite3.Database; wal: WalSync | null }> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
-  const raw = new BetterSqlite3(path.join(dataDir, 'postern.db'));
+  const file = path.join(dataDir, 'postern.db');
+  const raw = new BetterSqlite3(file);
   // busy_timeout first: switching to WAL takes a lock another process may hold.
   raw.pragma('busy_timeout = 10000');
   raw.pragma('journal_mode = WAL');
-  raw.pragma('synchronous = FULL');
+  raw.pragma(`synchronous = ${opts.groupCommit ? 'NORMAL' : 'FULL'}`);
   raw.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingDatabase(raw) }) });
+  const tracker: WriteTracker = { wrote: false };
+  const wal = opts.groupCommit ? new WalSync(`${file}-wal`) : null;
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingDatabase(raw, tracker) }, wal ? { tracker, wal } : null) });
   const migrator = new Migrator({ db, provider: migrationProvider });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
@@ -78,5 +122,5 @@ export async function openSqlite(dataDir: string): Promise<{ db: Kysely<Database
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed in ${dataDir}/postern.db: ${(error as Error).message}`);
   }
   await createSqliteSearchTable(db as unknown as Kysely<unknown>);
-  return { db, raw };
+  return { db, raw, wal };
 }

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openStores } from '../../src/store/open.ts';
+import { tempDir } from '../helpers/server.ts';
+
+/**
+ * The server's SQLite connection commits with synchronous=NORMAL and answers a
+ * write only after the shared WAL flush (src/store/sqlite/wal-sync.ts). These
+ * tests hold the flush (a fake fdatasync: the operating system, not our code)
+ * and prove that no write resolves before its data is flushed — the rule that
+ * nothing is acknowledged (IMAP OK, SMTP 250) before it is on disk — and that
+ * concurrent writes share flushes.
+ */
+
+type Callback = (err: NodeJS.ErrnoException | null) => void;
+
+function holdFlushes(): { held: Array<{ fd: number; cb: Callback }>; releaseAll(): void; restore(): void } {
+  const real = fs.fdatasync;
+  const held: Array<{ fd: number; cb: Callback }> = [];
+  // node:fs's default export is a plain object: WalSync looks the function up at each call.
+  (fs as { fdatasync: unknown }).fdatasync = (fd: number, cb: Callback) => held.push({ fd, cb });
+  return {
+    held,
+    releaseAll() {
+      for (const h of held.splice(0)) real(h.fd, h.cb);
+    },
+    restore() {
+      (fs as { fdatasync: unknown }).fdatasync = real;
+    },
+  };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 20));
+
+test('a write on the server connection resolves only after the WAL is flushed', async () => {
+  const dir = tempDir('postern-groupcommit-');
+  const stores = await openStores(path.join(dir, 'data'), { writerThread: true });
+  const hold = holdFlushes();
+  try {
+    let done = false;
+    const p = stores.data.addDomain('held.test').then(() => (done = true));
+    await tick();
+    assert.equal(done, false, 'the write resolved before its flush');
+    assert.equal(hold.held.length, 1, 'one flush was started');
+    // Reads are not held behind the flush: the connection was handed on before waiting.
+    assert.deepEqual(await stores.data.listDomains(), ['held.test']);
+    hold.releaseAll();
+    await p;
+    assert.equal(done, true);
+    // A read does not flush.
+    await stores.data.listDomains();
+    await tick();
+    assert.equal(hold.held.length, 0);
+  } finally {
+    hold.restore();
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('concurrent writes share WAL flushes (at most one running and one queued)', async () => {
+  const dir = tempDir('postern-groupcommit-');
+  const stores = await openStores(path.join(dir, 'data'), { writerThread: true });
+  const hold = holdFlushes();
+  try {
+    const first = stores.data.addDomain('a0.test');
+    await tick();
+    assert.equal(hold.held.length, 1);
+    // 20 more writes commit while the first flush runs: they wait for one more flush, together.
+    const rest = Array.from({ length: 20 }, (_, i) => stores.data.addDomain(`a${i + 1}.test`));
+    await tick();
+    assert.equal(hold.held.length, 1, 'no second flush starts while one runs');
+    hold.releaseAll();
+    await first;
+    await tick();
+    assert.equal(hold.held.length, 1, 'one flush for the 20 writes that came during the first');
+    hold.releaseAll();
+    await Promise.all(rest);
+    assert.equal((await stores.data.listDomains()).length, 21);
+  } finally {
+    hold.restore();
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CLI stores (no writer thread) commit with synchronous=FULL and need no flush', async () => {
+  const dir = tempDir('postern-groupcommit-');
+  const stores = await openStores(path.join(dir, 'data'));
+  const hold = holdFlushes();
+  try {
+    await stores.data.addDomain('cli.test');
+    assert.equal(hold.held.length, 0);
+  } finally {
+    hold.restore();
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
