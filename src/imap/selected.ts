@@ -122,35 +122,44 @@ export class SelectedMailbox {
   async sync(data: DataStore, expungeAllowed: boolean, render: SyncRender, withRecent = false): Promise<string[]> {
     if (!this.dirty) return [];
     this.dirty = false;
-    // The mailbox row first: its HIGHESTMODSEQ then never runs ahead of the message list read after it.
-    const info = await data.getMailboxById(this.info.id);
-    const fresh = await data.listMessageUids(this.info.id);
-    if (info) this.info = info;
+    // The shared list (mailbox-views.ts) as of at least the row's HIGHESTMODSEQ, which therefore never runs ahead of it.
+    const view = await data.mailboxView(this.info.id);
+    // A deleted mailbox: its messages are gone (reported as expunged when allowed).
+    if (view) this.info = view.info;
+    const fresh = view?.messages ?? [];
     const out: string[] = [];
-    const freshByUid = new Map(fresh.map((m) => [m.uid, m]));
-    // 1. removed messages
+    // Both lists ascend by UID: one merge pass finds removed, changed and kept messages.
     const kept: MessageUid[] = [];
     const removed: Array<{ seq: number; uid: number }> = [];
-    for (let i = 0; i < this.messages.length; i++) {
-      const m = this.messages[i]!;
-      if (freshByUid.has(m.uid) || !expungeAllowed) kept.push(m);
-      else removed.push({ seq: i + 1, uid: m.uid });
-    }
-    if (!expungeAllowed && kept.some((m) => !freshByUid.has(m.uid))) this.dirty = true;
-    out.push(...expungeResponses(removed, !!render.vanished));
-    // 2. flag changes of messages we keep
     const changed: Array<{ m: MessageUid; seq: number }> = [];
-    for (let i = 0; i < kept.length; i++) {
-      const old = kept[i]!;
-      const now = freshByUid.get(old.uid);
-      if (now && now.modseq !== old.modseq) {
-        kept[i] = now;
-        if (now.flags.join(' ') !== old.flags.join(' ')) changed.push({ m: now, seq: i + 1 });
+    let j = 0;
+    let pendingExpunge = false;
+    for (let i = 0; i < this.messages.length; i++) {
+      const old = this.messages[i]!;
+      while (j < fresh.length && fresh[j]!.uid < old.uid) j++;
+      const now = j < fresh.length && fresh[j]!.uid === old.uid ? fresh[j]! : undefined;
+      if (!now) {
+        // 1. removed messages: reported now, or kept (flags frozen) until a later sync may report them.
+        if (expungeAllowed) removed.push({ seq: i + 1, uid: old.uid });
+        else {
+          kept.push(old);
+          pendingExpunge = true;
+        }
+        continue;
       }
+      // 2. flag changes of messages we keep
+      if (now !== old && now.modseq !== old.modseq) {
+        kept.push(now);
+        if (now.flags.join(' ') !== old.flags.join(' ')) changed.push({ m: now, seq: kept.length });
+      } else kept.push(old);
     }
+    if (pendingExpunge) this.dirty = true;
+    out.push(...expungeResponses(removed, !!render.vanished));
     // 3. new messages (UIDs above our last one)
     const last = kept.at(-1)?.uid ?? 0;
-    const added = fresh.filter((m) => m.uid > last);
+    let k = fresh.length;
+    while (k > 0 && fresh[k - 1]!.uid > last) k--;
+    const added = fresh.slice(k);
     this.messages = kept.concat(added);
     if (added.length) {
       this.claimRecent(added);

@@ -23,7 +23,8 @@ import {
   type StoreMode,
 } from './imap-model.ts';
 import type { Insertable, Selectable as Row } from 'kysely';
-import type { ChangesTable, MessagesTable } from './schema.ts';
+import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
+import { MailboxViews, type MailboxRow } from './mailbox-views.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
 import { MailError } from '../core/errors.ts';
 
@@ -158,6 +159,20 @@ export interface AddedMessage {
 }
 
 const now = () => Date.now();
+
+const MAILBOX_COLUMNS = ['id', 'account_id', 'name', 'special_use', 'uidvalidity', 'uidnext', 'highestmodseq', 'subscribed'] as const;
+
+function toMessageUid(r: { id: number; uid: number | bigint; modseq: number | bigint; flags: string; size: number | bigint; internal_date: number | bigint; blob_hash: string }): MessageUid {
+  return {
+    id: r.id,
+    uid: Number(r.uid),
+    modseq: Number(r.modseq),
+    flags: splitFlags(r.flags),
+    size: Number(r.size),
+    internalDate: Number(r.internal_date),
+    blobHash: r.blob_hash,
+  };
+}
 
 /**
  * The data store: every SQL statement of Postern lives behind this class, written
@@ -937,17 +952,14 @@ export class DataStore implements ChunkStore {
    * A mailbox's messages for a session's message list (RFC 9051 §6.3.2 SELECT:
    * sequence numbers are positions in this UID-ordered list), compact.
    */
+  /**
+   * The mailbox's messages by ascending UID (SELECT): a new array (the caller may
+   * change it) of shared MessageUid objects (the caller must not change those).
+   */
   async listMessageUids(mailboxId: number): Promise<MessageUid[]> {
-    const rows = await this.qMessageUids(mailboxId);
-    return rows.map((r) => ({
-      id: r.id,
-      uid: Number(r.uid),
-      modseq: Number(r.modseq),
-      flags: splitFlags(r.flags),
-      size: Number(r.size),
-      internalDate: Number(r.internal_date),
-      blobHash: r.blob_hash,
-    }));
+    const [row] = await this.mailboxRows({ id: mailboxId });
+    if (!row) return [];
+    return (await this.views.view(row)).messages.slice();
   }
 
   private qMessageUids = this.precompiled((db) =>
@@ -1105,42 +1117,79 @@ export class DataStore implements ChunkStore {
     return Number(mb.highestmodseq);
   }
 
+  /**
+   * Mailboxes with their counts: the rows from the database, the counts from the
+   * shared message lists (mailbox-views.ts), brought up to date by the rows'
+   * HIGHESTMODSEQ.
+   */
   private async mailboxInfos(by: { accountId?: number; name?: string; id?: number }): Promise<MailboxInfo[]> {
-    let q = this.db
-      .selectFrom('mailboxes as b')
-      .leftJoin('messages as m', 'm.mailbox_id', 'b.id')
-      .select([
-        'b.id',
-        'b.name',
-        'b.special_use',
-        'b.uidvalidity',
-        'b.uidnext',
-        'b.highestmodseq',
-        'b.subscribed',
-        sql<number>`count(m.id)`.as('messages'),
-        sql<number>`coalesce(sum(CASE WHEN m.id IS NOT NULL AND lower(' ' || m.flags || ' ') NOT LIKE ${'% \\seen %'} ESCAPE '!' THEN 1 ELSE 0 END), 0)`.as('unseen'),
-        sql<number>`coalesce(sum(m.size), 0)`.as('size'),
-      ])
-      .groupBy(['b.id', 'b.name', 'b.special_use', 'b.uidvalidity', 'b.uidnext', 'b.highestmodseq', 'b.subscribed']);
-    if (by.accountId !== undefined) q = q.where('b.account_id', '=', by.accountId);
-    if (by.name !== undefined) q = q.where('b.name', '=', by.name);
-    if (by.id !== undefined) q = q.where('b.id', '=', by.id);
-    const rows = await q.execute();
-    return rows
-      .map((r) => ({
-        id: r.id,
-        name: r.name,
-        specialUse: r.special_use,
-        uidvalidity: Number(r.uidvalidity),
-        uidnext: Number(r.uidnext),
-        highestmodseq: Number(r.highestmodseq),
-        subscribed: Number(r.subscribed) !== 0,
-        messages: Number(r.messages),
-        unseen: Number(r.unseen),
-        size: Number(r.size),
-      }))
-      .sort((x, y) => compareMailboxNames(x.name, y.name));
+    const rows = await this.mailboxRows(by);
+    const infos = await Promise.all(rows.map((r) => this.views.info(r)));
+    return infos.sort((x, y) => compareMailboxNames(x.name, y.name));
   }
+
+  private qMailboxById = this.precompiled((db) => db.selectFrom('mailboxes').select(MAILBOX_COLUMNS).where('id', '=', '?' as unknown as number));
+  private qMailboxByName = this.precompiled((db) =>
+    db.selectFrom('mailboxes').select(MAILBOX_COLUMNS).where('account_id', '=', '?' as unknown as number).where('name', '=', '?'),
+  );
+  private qMessageDelta = this.precompiled((db) =>
+    db
+      .selectFrom('messages')
+      .select(['id', 'uid', 'modseq', 'flags', 'size', 'internal_date', 'blob_hash'])
+      .where('mailbox_id', '=', '?' as unknown as number)
+      .where('modseq', '>', '?' as unknown as number),
+  );
+  private qExpungedSince = this.precompiled((db) =>
+    db
+      .selectFrom('changes')
+      .select('uid')
+      .where('account_id', '=', '?' as unknown as number)
+      .where('modseq', '>', '?' as unknown as number)
+      .where('mailbox_id', '=', '?' as unknown as number)
+      .where('kind', '=', '?'),
+  );
+
+  private async mailboxRows(by: { accountId?: number; name?: string; id?: number }): Promise<MailboxRow[]> {
+    let rows: Array<Pick<Row<MailboxesTable>, (typeof MAILBOX_COLUMNS)[number]>>;
+    if (by.id !== undefined && by.accountId === undefined && by.name === undefined) rows = await this.qMailboxById(by.id);
+    else if (by.accountId !== undefined && by.name !== undefined && by.id === undefined) rows = await this.qMailboxByName(by.accountId, by.name);
+    else {
+      let q = this.db.selectFrom('mailboxes').select(MAILBOX_COLUMNS);
+      if (by.accountId !== undefined) q = q.where('account_id', '=', by.accountId);
+      if (by.name !== undefined) q = q.where('name', '=', by.name);
+      if (by.id !== undefined) q = q.where('id', '=', by.id);
+      rows = await q.execute();
+    }
+    return rows.map((r) => ({
+      id: r.id,
+      accountId: r.account_id,
+      name: r.name,
+      specialUse: r.special_use,
+      uidvalidity: Number(r.uidvalidity),
+      uidnext: Number(r.uidnext),
+      highestmodseq: Number(r.highestmodseq),
+      subscribed: Number(r.subscribed) !== 0,
+    }));
+  }
+
+  /**
+   * A selected mailbox brought up to date in one go (SelectedMailbox.sync): its
+   * info and its shared message list (never mutate it), or null when it is gone.
+   */
+  async mailboxView(mailboxId: number): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] } | null> {
+    const [row] = await this.mailboxRows({ id: mailboxId });
+    if (!row) return null;
+    const v = await this.views.view(row);
+    return { info: await this.views.info(row), messages: v.messages };
+  }
+
+  private readonly views = new MailboxViews({
+    messageUids: async (mailboxId) => (await this.qMessageUids(mailboxId)).map(toMessageUid),
+    messageDelta: async (accountId, mailboxId, modseq) => {
+      const [changed, gone] = await Promise.all([this.qMessageDelta(mailboxId, modseq), this.qExpungedSince(accountId, modseq, mailboxId, 'expunge')]);
+      return { changed: changed.map(toMessageUid), expunged: gone.map((g) => Number(g.uid)) };
+    },
+  });
 
   /**
    * A transaction for one account's IMAP change: on PostgreSQL it first takes the

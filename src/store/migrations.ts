@@ -202,6 +202,26 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0009_imap_views_training': {
+    // The shared per-mailbox message lists (mailbox-views.ts) catch up with
+    // "messages of this mailbox changed after modseq N" — also RFC 7162
+    // CHANGEDSINCE. And the spam filter's training signals: a user moving a message
+    // into Junk (spam) or out of it (ham), recorded by IMAP (issue #6) for the
+    // learning filter of the anti-spam issue to consume.
+    async up(db: Kysely<unknown>) {
+      await db.schema.createIndex('messages_mailbox_modseq').on('messages').columns(['mailbox_id', 'modseq']).execute();
+      await db.schema
+        .createTable('training_signals')
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
+        .addColumn('account_id', 'integer', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+        .addColumn('blob_hash', 'text', (c) => c.notNull())
+        .addColumn('verdict', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('training_signals_account').on('training_signals').columns(['account_id', 'id']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

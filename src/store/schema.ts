@@ -135,6 +135,20 @@ export interface SubscriptionsTable {
   name: string;
 }
 
+/**
+ * Spam filter training signals (migration 0009): a user's own judgement of a
+ * message — moved into Junk ('spam') or out of it ('ham') — kept for the learning
+ * filter to consume. `source` says where it came from ('imap', 'jmap', 'cli').
+ */
+export interface TrainingSignalsTable {
+  id: Generated<number>;
+  account_id: number;
+  blob_hash: string;
+  verdict: 'spam' | 'ham';
+  source: string;
+  created_at: number;
+}
+
 export interface PolicyStateTable {
   kind: string;
   key: string;
@@ -156,6 +170,7 @@ export interface Database {
   changes: ChangesTable;
   queue: QueueTable;
   subscriptions: SubscriptionsTable;
+  training_signals: TrainingSignalsTable;
 }
 
 export type Timestamp = ColumnType<number, number, number>;

@@ -1,0 +1,129 @@
+import type { MailboxInfo, MessageUid } from './imap-model.ts';
+
+/**
+ * One in-memory message list per mailbox, shared by every IMAP session (and
+ * STATUS/LIST counts) of this process, instead of each SELECT and each sync
+ * reading and building the whole list again (0.8 ms and ~240 bytes per message
+ * for 500 messages, per session).
+ *
+ * A view is valid for the mailbox's HIGHESTMODSEQ it was built at: every change
+ * to a mailbox's messages (delivery, APPEND, STORE, EXPUNGE, COPY/MOVE in or out)
+ * raises it, and changes are committed in modseq order per account (one writer on
+ * SQLite, the account row lock on PostgreSQL). So a caller reads the mailbox row
+ * (one indexed row), and when its HIGHESTMODSEQ is above the view's, applies only
+ * the messages changed and the UIDs expunged after the view's modseq — which also
+ * covers changes made by other processes (the CLI) and other nodes.
+ *
+ * Views and their MessageUid objects are immutable: a change makes a new array
+ * and new objects for the changed messages, so sessions may hold references
+ * (their own arrays of shared objects) without copying.
+ */
+
+/** The mailbox row, without the counts (they come from the view). */
+export type MailboxRow = Omit<MailboxInfo, 'messages' | 'unseen' | 'size'> & { accountId: number };
+
+export interface MailboxView {
+  /** The HIGHESTMODSEQ this list reflects (at least). */
+  readonly modseq: number;
+  readonly uidvalidity: number;
+  /** By ascending UID. Never mutate: shared. */
+  readonly messages: readonly MessageUid[];
+  /** Computed on first use. */
+  counts?: { messages: number; unseen: number; size: number };
+}
+
+export interface ViewSource {
+  /** Every message of the mailbox, by ascending UID. */
+  messageUids(mailboxId: number): Promise<MessageUid[]>;
+  /** Messages of the mailbox with a modseq above `modseq`, and UIDs expunged (or moved out) after it. */
+  messageDelta(accountId: number, mailboxId: number, modseq: number): Promise<{ changed: MessageUid[]; expunged: number[] }>;
+}
+
+/** Views kept (least recently used dropped first); a dropped view is rebuilt on next use. */
+const MAX_VIEWS = 1000;
+
+export class MailboxViews {
+  private readonly views = new Map<number, MailboxView>();
+
+  constructor(private readonly source: ViewSource) {}
+
+  /** The message list of a mailbox as of (at least) `row`'s HIGHESTMODSEQ. */
+  async view(row: MailboxRow): Promise<MailboxView> {
+    const cur = this.views.get(row.id);
+    if (cur && cur.uidvalidity === row.uidvalidity && cur.modseq >= row.highestmodseq) {
+      this.views.delete(row.id);
+      this.views.set(row.id, cur);
+      return cur;
+    }
+    let next: MailboxView;
+    if (cur && cur.uidvalidity === row.uidvalidity) {
+      const delta = await this.source.messageDelta(row.accountId, row.id, cur.modseq);
+      next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: applyDelta(cur.messages, delta.changed, delta.expunged) };
+    } else {
+      next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: await this.source.messageUids(row.id) };
+    }
+    // Another caller may have installed a newer view meanwhile: keep the newest.
+    const latest = this.views.get(row.id);
+    if (!latest || latest.uidvalidity !== next.uidvalidity || latest.modseq <= next.modseq) {
+      this.views.delete(row.id);
+      this.views.set(row.id, next);
+      if (this.views.size > MAX_VIEWS) this.views.delete(this.views.keys().next().value as number);
+    }
+    return next;
+  }
+
+  /** MailboxInfo of a row: its fields plus the counts of its view. */
+  async info(row: MailboxRow): Promise<MailboxInfo> {
+    const v = await this.view(row);
+    const c = (v.counts ??= countsOf(v.messages));
+    const { accountId: _, ...rest } = row;
+    return { ...rest, ...c };
+  }
+
+  /** Forget a mailbox (deleted): its id is never reused, this only frees memory. */
+  drop(mailboxId: number): void {
+    this.views.delete(mailboxId);
+  }
+}
+
+function countsOf(messages: readonly MessageUid[]): { messages: number; unseen: number; size: number } {
+  let unseen = 0;
+  let size = 0;
+  for (const m of messages) {
+    size += m.size;
+    // Flags are stored in canonical case (normalizeFlags).
+    if (!m.flags.includes('\\Seen')) unseen++;
+  }
+  return { messages: messages.length, unseen, size };
+}
+
+/**
+ * The list after a delta: changed messages replace theirs (or are inserted by
+ * UID), expunged UIDs go. Applying a delta twice gives the same list (UIDs are
+ * never reused in a mailbox), so a view built from rows read a little later than
+ * its modseq is still right.
+ */
+export function applyDelta(base: readonly MessageUid[], changed: MessageUid[], expunged: number[]): MessageUid[] {
+  const gone = new Set(expunged);
+  const byUid = new Map<number, MessageUid>();
+  for (const m of changed) if (!gone.has(m.uid)) byUid.set(m.uid, m);
+  const out: MessageUid[] = [];
+  for (const m of base) {
+    if (gone.has(m.uid)) continue;
+    const c = byUid.get(m.uid);
+    if (c) {
+      byUid.delete(m.uid);
+      out.push(c);
+    } else out.push(m);
+  }
+  if (byUid.size) {
+    // New messages: usually all above the last UID (appended in order); merge otherwise.
+    const added = [...byUid.values()].sort((a, b) => a.uid - b.uid);
+    if (!out.length || added[0]!.uid > out.at(-1)!.uid) out.push(...added);
+    else {
+      out.push(...added);
+      out.sort((a, b) => a.uid - b.uid);
+    }
+  }
+  return out;
+}
