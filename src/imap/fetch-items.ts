@@ -1,6 +1,6 @@
 import { tokenText, type Token } from './parser.ts';
 import { bad } from './errors.ts';
-import { formatSection, parseSection, SectionSyntaxError, type Partial, type Section } from './sections.ts';
+import { formatSection, isRootHeader, parseSection, SectionSyntaxError, type Partial, type Section } from './sections.ts';
 import type { DataStore } from '../store/data-store.ts';
 import type { MessageIndex } from '../mime/types.ts';
 
@@ -49,6 +49,28 @@ export function needsIndex(item: FetchItem): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * What of the message's bytes an item reads: nothing, only the top-level header
+ * (HEADER, HEADER.FIELDS[.NOT], RFC822.HEADER: found without the MIME index, see
+ * sections.ts headerEnd), or any other part of the message.
+ */
+export function bytesRead(item: FetchItem): 'none' | 'header' | 'any' {
+  switch (item.kind) {
+    case 'section':
+      return isRootHeader(item.section) ? 'header' : 'any';
+    case 'binary':
+    case 'binary-size':
+      return 'any';
+    default:
+      return 'none';
+  }
+}
+
+/** Does the item need the MIME index even when the message's header bytes are at hand? */
+export function needsIndexBeyondHeader(item: FetchItem): boolean {
+  return needsIndex(item) && !(item.kind === 'section' && isRootHeader(item.section));
 }
 
 /** Does fetching the item set \Seen (RFC 9051 §6.4.5: BODY[…] and BINARY[…] without .PEEK; RFC822, RFC822.TEXT)? */
@@ -152,9 +174,35 @@ export function parseFetchItems(t: Token | undefined): FetchItem[] {
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad2 = (n: number) => String(n).padStart(2, '0');
+/** "00" … "59". */
+const TWO = Array.from({ length: 60 }, (_, i) => pad2(i));
+const DAY_MS = 86_400_000;
 
-/** RFC 9051 §9 date-time, in UTC: "01-Dec-2026 05:56:01 +0000" (the quotes are the caller's). */
+/**
+ * RFC 9051 §9 date-time, in UTC: "01-Dec-2026 05:56:01 +0000" (the quotes are the caller's).
+ * The calendar date comes from the day number by arithmetic (H. Hinnant's
+ * civil_from_days), not from a Date per message: FETCH 1:* formats thousands.
+ */
 export function formatInternalDate(ms: number): string {
+  if (!Number.isSafeInteger(ms) || Math.abs(ms) > 8.64e15) return formatWithDate(ms);
+  const days = Math.floor(ms / DAY_MS);
+  const sec = Math.floor((ms - days * DAY_MS) / 1000);
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 2 : mp - 10; // 0-based, January = 0
+  const year = yoe + era * 400 + (month < 2 ? 1 : 0);
+  const h = Math.floor(sec / 3600);
+  const min = Math.floor((sec % 3600) / 60);
+  return `${TWO[day]}-${MONTHS[month]}-${year} ${TWO[h]}:${TWO[min]}:${TWO[sec % 60]} +0000`;
+}
+
+/** The same from a Date (also what a time outside Date's range prints). */
+export function formatWithDate(ms: number): string {
   const d = new Date(ms);
   return `${pad2(d.getUTCDate())}-${MONTHS[d.getUTCMonth()]}-${d.getUTCFullYear()} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())} +0000`;
 }
@@ -165,41 +213,42 @@ export function formatInternalDate(ms: number): string {
 const INDEX_CACHE_SIZE = 2000;
 const indexCaches = new WeakMap<DataStore, Map<string, MessageIndex>>();
 
+function cacheOf(data: DataStore): Map<string, MessageIndex> {
+  let cache = indexCaches.get(data);
+  if (!cache) indexCaches.set(data, (cache = new Map()));
+  return cache;
+}
+
+/** A cached index (made the most recent), or undefined. */
+export function cachedIndex(data: DataStore, hash: string): MessageIndex | undefined {
+  const cache = cacheOf(data);
+  const hit = cache.get(hash);
+  if (hit) {
+    cache.delete(hash);
+    cache.set(hash, hit);
+  }
+  return hit;
+}
+
+/** Parses a blob's meta JSON (read by the caller, e.g. in a batch) and keeps it in the cache. */
+export function rememberIndex(data: DataStore, hash: string, json: string): MessageIndex {
+  const cache = cacheOf(data);
+  const ix = JSON.parse(json) as MessageIndex;
+  ix.searchText = '';
+  cache.delete(hash);
+  cache.set(hash, ix);
+  if (cache.size > INDEX_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  return ix;
+}
+
 /**
  * The MIME index of a blob, parsed once and kept in a small LRU per store (the
  * search text is dropped: FETCH never needs it). null when the blob has no meta
  * (the message is gone).
  */
 export async function messageIndex(data: DataStore, hash: string): Promise<MessageIndex | null> {
-  let cache = indexCaches.get(data);
-  if (!cache) indexCaches.set(data, (cache = new Map()));
-  const hit = cache.get(hash);
-  if (hit) {
-    cache.delete(hash);
-    cache.set(hash, hit);
-    return hit;
-  }
+  const hit = cachedIndex(data, hash);
+  if (hit) return hit;
   const json = await data.blobMeta(hash);
-  if (json === null) return null;
-  const ix = JSON.parse(json) as MessageIndex;
-  ix.searchText = '';
-  cache.set(hash, ix);
-  if (cache.size > INDEX_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-  return ix;
-}
-
-/** Loads the indexes of many blobs not in the cache yet with batched queries (FETCH of many messages). */
-export async function prefetchIndexes(data: DataStore, hashes: string[]): Promise<void> {
-  let cache = indexCaches.get(data);
-  if (!cache) indexCaches.set(data, (cache = new Map()));
-  // Only as many as the cache keeps: more would push out the first ones before use.
-  const missing = [...new Set(hashes.filter((h) => !cache!.has(h)))].slice(0, INDEX_CACHE_SIZE);
-  if (!missing.length) return;
-  const metas = await data.blobMetas(missing);
-  for (const [hash, json] of metas) {
-    const ix = JSON.parse(json) as MessageIndex;
-    ix.searchText = '';
-    cache.set(hash, ix);
-  }
-  while (cache.size > INDEX_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  return json === null ? null : rememberIndex(data, hash, json);
 }

@@ -199,39 +199,111 @@ export function locateSection(index: MessageIndex, s: Section): SectionTarget {
   }
 }
 
+/** Is the section the top-level message's header (HEADER, HEADER.FIELDS[.NOT]): bytes [0, end of header)? */
+export function isRootHeader(s: Section): boolean {
+  return s.part.length === 0 && (s.text === 'HEADER' || s.text === 'HEADER.FIELDS' || s.text === 'HEADER.FIELDS.NOT');
+}
+
+/**
+ * Where the top-level header ends (the body starts) in the first bytes of a message,
+ * without its MIME index, so that a header-only FETCH of many messages needs
+ * neither the index nor the body. The rule is the indexer's (mime/indexer.ts,
+ * RFC 5322 §2.1): the header block runs through the first empty line — "\r\n" or a
+ * bare "\n", the first line included; a message without one is all header.
+ * `complete`: `head` is the whole message. Returns -1 when `head` ends before the
+ * answer is known.
+ */
+export function headerEnd(head: Buffer, complete: boolean): number {
+  if (head[0] === 10) return 1;
+  if (head[0] === 13 && head[1] === 10) return 2;
+  // A blank line after the first: LF LF or LF CR LF, whichever comes first. LF LF
+  // found at i has i + 1 < length, so no LF CR LF cut off at the end of `head` (which
+  // would start at length - 2) can come before it.
+  const crlf = head.indexOf(LF_CRLF);
+  const lf = (crlf < 0 ? head : head.subarray(0, crlf + 1)).indexOf(LF_LF);
+  if (lf >= 0) return lf + 2;
+  if (crlf >= 0) return crlf + 3;
+  return complete ? head.length : -1;
+}
+
+const LF_LF = Buffer.from('\n\n');
+const LF_CRLF = Buffer.from('\n\r\n');
+
+/** Byte → its lower case as JavaScript's toLowerCase gives it for the latin1 character (every result is latin1). */
+const LOWER = Uint8Array.from({ length: 256 }, (_, c) => String.fromCharCode(c).toLowerCase().charCodeAt(0));
+
+/** The field names of a HEADER.FIELDS list as lower-case latin1 bytes, kept per list (one FETCH filters thousands of headers). */
+const wantedCache = new WeakMap<string[], Buffer[]>();
+
+function wantedNames(names: string[]): Buffer[] {
+  let want = wantedCache.get(names);
+  if (!want) {
+    // A name with a character beyond latin1 can equal no field name read as latin1.
+    want = names.map((n) => n.toLowerCase()).filter((n) => !/[^\x00-\xff]/.test(n)).map((n) => Buffer.from(n, 'latin1'));
+    wantedCache.set(names, want);
+  }
+  return want;
+}
+
+/** Does block[start, end) equal, case-insensitively, one of the wanted (lower-case) names? */
+function isWanted(block: Buffer, start: number, end: number, want: Buffer[]): boolean {
+  const len = end - start;
+  for (const w of want) {
+    if (w.length !== len) continue;
+    let i = 0;
+    while (i < len && LOWER[block[start + i]!] === w[i]) i++;
+    if (i === len) return true;
+  }
+  return false;
+}
+
 /**
  * Keeps (or, with not, drops) the header fields whose names match, case-insensitively,
  * with their folded continuation lines exactly as stored, then the blank line that ends
  * a header (RFC 9051 §6.4.5: "all subsets of the header return the blank line").
+ * A field name is what precedes the line's first ":", without trailing blanks.
  */
 export function filterHeader(block: Buffer, names: string[], not: boolean): Buffer {
-  const want = new Set(names.map((n) => n.toLowerCase()));
-  const out: Buffer[] = [];
+  const want = wantedNames(names);
+  // Kept byte ranges [start, end) of block; -1 as start: a CRLF added after a last field cut off without one.
+  const ranges: number[] = [];
+  let total = 2;
   let keep = false;
   let pos = 0;
   while (pos < block.length) {
     const nl = block.indexOf(10, pos);
     const end = nl < 0 ? block.length : nl + 1;
-    const line = block.subarray(pos, end);
+    const start = pos;
     pos = end;
-    const first = line[0];
+    const first = block[start];
     if (first === 13 || first === 10) break; // the blank line: end of the header
-    if (first === 32 || first === 9) {
-      if (keep) out.push(line);
-      continue;
+    if (first !== 32 && first !== 9) {
+      let colon = start;
+      while (colon < end && block[colon] !== 58) colon++;
+      let nameEnd = colon;
+      while (nameEnd > start && (block[nameEnd - 1] === 32 || block[nameEnd - 1] === 9)) nameEnd--;
+      keep = (colon < end && isWanted(block, start, nameEnd, want)) !== not;
     }
-    const colon = line.indexOf(58);
-    const name = (colon < 0 ? '' : line.toString('latin1', 0, colon)).replace(/[ \t]+$/, '').toLowerCase();
-    keep = (colon >= 0 && want.has(name)) !== not;
-    if (keep) {
-      // A last field cut off without a line end still ends with one here.
-      out.push(line);
-      if (nl < 0) out.push(Buffer.from('\r\n'));
+    if (!keep) continue;
+    if (ranges.length && ranges[ranges.length - 1] === start) ranges[ranges.length - 1] = end;
+    else ranges.push(start, end);
+    total += end - start;
+    if (nl < 0) {
+      ranges.push(-1, -1);
+      total += 2;
     }
   }
-  out.push(Buffer.from('\r\n'));
-  return Buffer.concat(out);
+  const out = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (let i = 0; i < ranges.length; i += 2) {
+    if (ranges[i] === -1) o += CRLF.copy(out, o);
+    else o += block.copy(out, o, ranges[i], ranges[i + 1]);
+  }
+  CRLF.copy(out, o);
+  return out;
 }
+
+const CRLF = Buffer.from('\r\n');
 
 /**
  * BODY[section]<partial>: the exact bytes to send (RFC 9051 §6.4.5), partial applied
@@ -333,19 +405,45 @@ export function decodeTransfer(body: Buffer, encoding: string): Buffer | null {
  * number that does not exist gives an empty string, like BODY[].
  */
 export async function fetchBinary(index: MessageIndex, part: number[], read: ReadRange, partial?: Partial | null): Promise<BinaryResult> {
+  const t = binaryTarget(index, part);
+  if (!t) return { ok: true, data: Buffer.alloc(0), hasNul: false };
+  const raw = t.bodyEnd > t.bodyStart ? await read(t.bodyStart, t.bodyEnd) : Buffer.alloc(0);
+  const header = t.headerEnd === null ? null : t.headerEnd > 0 ? await read(0, t.headerEnd) : Buffer.alloc(0);
+  return decodeBinary(t, raw, header, partial);
+}
+
+/** fetchBinary over bytes already in memory (FETCH of many messages answers without an await per message). */
+export function fetchBinarySync(index: MessageIndex, part: number[], read: (start: number, end: number) => Buffer, partial?: Partial | null): BinaryResult {
+  const t = binaryTarget(index, part);
+  if (!t) return { ok: true, data: Buffer.alloc(0), hasNul: false };
+  const raw = t.bodyEnd > t.bodyStart ? read(t.bodyStart, t.bodyEnd) : Buffer.alloc(0);
+  const header = t.headerEnd === null ? null : t.headerEnd > 0 ? read(0, t.headerEnd) : Buffer.alloc(0);
+  return decodeBinary(t, raw, header, partial);
+}
+
+interface BinaryTarget {
+  part: MimePart;
+  bodyStart: number;
+  bodyEnd: number;
+  /** BINARY[] (the whole message): the header [0, headerEnd) goes before the decoded body; else null. */
+  headerEnd: number | null;
+}
+
+/** The bytes BINARY[part] decodes; null when the part does not exist (an empty string, like BODY[]). */
+function binaryTarget(index: MessageIndex, part: number[]): BinaryTarget | null {
   const root = index.root;
   const p = part.length ? findPart(root, part) : root;
-  if (!p) return { ok: true, data: Buffer.alloc(0), hasNul: false };
-  const bodyEnd = p === root ? index.size : p.bodyEnd;
-  const raw = bodyEnd > p.bodyStart ? await read(p.bodyStart, bodyEnd) : Buffer.alloc(0);
+  if (!p) return null;
+  return { part: p, bodyStart: p.bodyStart, bodyEnd: p === root ? index.size : p.bodyEnd, headerEnd: part.length ? null : p.bodyStart };
+}
+
+function decodeBinary(t: BinaryTarget, raw: Buffer, header: Buffer | null, partial: Partial | null | undefined): BinaryResult {
+  const p = t.part;
   let data: Buffer | null;
   if (p.type === 'multipart' || (p.type === 'message' && p.children.length === 1)) data = raw;
   else data = decodeTransfer(raw, p.encoding);
   if (data === null) return { ok: false, code: 'UNKNOWN-CTE' };
-  if (!part.length) {
-    const header = p.bodyStart > 0 ? await read(0, p.bodyStart) : Buffer.alloc(0);
-    data = Buffer.concat([header, data]);
-  }
+  if (header) data = Buffer.concat([header, data]);
   const out = applyPartial(data, partial);
   return { ok: true, data: out, hasNul: out.includes(0) };
 }

@@ -242,3 +242,82 @@ export function formatCommand(tag: string, name: string, args: readonly Token[],
   const head = Buffer.from(`${tag} ${name}`, 'latin1');
   return Buffer.concat(args.length ? [head, SP, formatTokens(args, opts), CRLF] : [head, CRLF]);
 }
+
+/**
+ * Many responses gathered into few large buffers, for commands that answer with
+ * thousands of lines (FETCH 1:*): text is encoded straight into a chunk of
+ * `chunkSize` bytes, small byte strings are copied in, large ones are queued as
+ * they are. The caller takes the chunks and writes them to the socket when
+ * `length` is large enough, which costs one socket write per chunk instead of
+ * several per response.
+ */
+export class ResponseBuffer {
+  private chunks: Buffer[] = [];
+  private queued = 0;
+  private cur: Buffer;
+  private pos = 0;
+
+  constructor(
+    private readonly chunkSize = 64 * 1024,
+    /** Byte strings at least this long are queued, not copied. */
+    private readonly copyMax = 8 * 1024,
+  ) {
+    this.cur = Buffer.allocUnsafe(chunkSize);
+  }
+
+  /** Bytes gathered and not taken yet. */
+  get length(): number {
+    return this.queued + this.pos;
+  }
+
+  /** Appends text, UTF-8 encoded (as Buffer.from(text, 'utf8') would). */
+  text(s: string): void {
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8 (a surrogate pair 4 for 2 units).
+    if (s.length * 3 > this.cur.length - this.pos) {
+      const n = Buffer.byteLength(s, 'utf8');
+      if (n > this.cur.length - this.pos) {
+        this.seal();
+        if (n > this.cur.length) {
+          this.push(Buffer.from(s, 'utf8'));
+          return;
+        }
+      }
+    }
+    this.pos += this.cur.write(s, this.pos, 'utf8');
+  }
+
+  /** Appends bytes; the caller must not change them until they are taken and written. */
+  bytes(b: Buffer): void {
+    if (b.length >= this.copyMax) {
+      this.seal();
+      this.push(b);
+      return;
+    }
+    if (b.length > this.cur.length - this.pos) this.seal();
+    if (b.length > this.cur.length - this.pos) this.push(b); // (only with copyMax above a quarter chunk)
+    else this.pos += b.copy(this.cur, this.pos);
+  }
+
+  /** Everything gathered so far, in order; the buffer starts empty again. */
+  take(): Buffer[] {
+    this.seal();
+    const out = this.chunks;
+    this.chunks = [];
+    this.queued = 0;
+    return out;
+  }
+
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.queued += b.length;
+  }
+
+  /** Ends the current chunk; the unused rest of it is kept for what follows when it is not too small. */
+  private seal(): void {
+    if (this.pos === 0) return;
+    this.push(this.cur.subarray(0, this.pos));
+    const rest = this.cur.length - this.pos;
+    this.cur = rest >= this.chunkSize / 4 ? this.cur.subarray(this.pos) : Buffer.allocUnsafe(this.chunkSize);
+    this.pos = 0;
+  }
+}

@@ -4,8 +4,21 @@ import { formatSequenceSet, inIntervals, parseSequenceSet, resolve, type Interva
 import { savedNumbers } from '../search-keys.ts';
 import { formatEnvelope } from '../envelope.ts';
 import { formatBodyStructure } from '../bodystructure.ts';
-import { applyPartial, binarySize, fetchBinary, filterHeader, locateSection, type ReadRange } from '../sections.ts';
-import { formatInternalDate, messageIndex, needsIndex, parseFetchItems, prefetchIndexes, setsSeen, type FetchItem } from '../fetch-items.ts';
+import { applyPartial, fetchBinarySync, filterHeader, headerEnd, isRootHeader, locateSection, type SectionTarget } from '../sections.ts';
+import {
+  bytesRead,
+  cachedIndex,
+  formatInternalDate,
+  messageIndex,
+  needsIndex,
+  needsIndexBeyondHeader,
+  parseFetchItems,
+  rememberIndex,
+  setsSeen,
+  type FetchItem,
+} from '../fetch-items.ts';
+import { ResponseBuffer } from '../writer.ts';
+import { BLOB_BATCH_MAX, readBlobRows, type BlobBatchRow } from '../../store/blob-batch.ts';
 import type { Command, Token } from '../parser.ts';
 import type { ImapSession } from '../session.ts';
 import type { SelectedMailbox } from '../selected.ts';
@@ -17,13 +30,25 @@ import type { CommandSpec } from './index.ts';
  * FETCH and UID FETCH (RFC 9051 §6.4.5, §6.4.9, §7.5.2; RFC 3501 §6.4.5, §7.4.2;
  * RFC 3516 BINARY; RFC 7162 §3.1.4 MODSEQ and CHANGEDSINCE).
  *
- * The messages' responses are prepared a few at a time ahead of the writer (the
- * MIME index, header bytes, decoded BINARY parts) and written in order; a section
- * that is a plain byte range of the blob larger than STREAM_MIN is not buffered but
- * streamed from the blob store straight to the socket with backpressure.
+ * The messages are answered in batches of a few hundred: one query per batch reads
+ * what the items need of every message in it — the inline bytes (only the first
+ * HEADER_PREFIX of them when just the header is asked for), the MIME indexes not in
+ * the cache — and the responses are then built from memory without an await per
+ * message and written to the socket in large chunks (writer.ts ResponseBuffer).
+ * A message whose bytes are not at hand (a file, database chunks, larger than
+ * WHOLE_MAX, a header longer than the prefix read) is prepared on its own,
+ * asynchronously, a few at a time ahead of the writer; a section that is a plain
+ * byte range of such a message larger than STREAM_MIN is not buffered but streamed
+ * from the blob store straight to the socket with backpressure.
  */
 
-/** Messages prepared ahead of the one being written… */
+/** Messages per batch (the most hashes one query takes)… */
+const BATCH = BLOB_BATCH_MAX;
+/** …as long as the bytes read for them add up to less than this. */
+const BATCH_BYTES = 4 * 1024 * 1024;
+/** For a header-only FETCH, bytes read from the start of an inline message: most headers fit. */
+const HEADER_PREFIX = 16 * 1024;
+/** Messages prepared on their own (not from a batch) ahead of the one being written… */
 const WINDOW = 16;
 /** …as long as their sizes add up to less than this (BINARY of a big part is decoded in memory). */
 const WINDOW_BYTES = 16 * 1024 * 1024;
@@ -34,11 +59,29 @@ const STREAM_MIN = 64 * 1024;
 /** Responses are coalesced into socket writes of about this size. */
 const FLUSH_AT = 64 * 1024;
 
-/** A piece of output: bytes, or a range of the blob to stream. */
-type Piece = Buffer | { hash: string; start: number; end: number };
+const EMPTY = Buffer.alloc(0);
+
+/** A byte range of a message's blob, streamed to the client. */
+interface StreamRange {
+  hash: string;
+  start: number;
+  end: number;
+}
+
+/** A piece of output: text (UTF-8), bytes, or a range of the blob to stream. */
+type Piece = string | Buffer | StreamRange;
 
 /** The message's blob or meta is gone (expunged and collected while this session still lists it). */
 class MessageGone extends Error {}
+
+/**
+ * Thrown by the synchronous renderer when the message's index or bytes are not in
+ * memory: the caller loads them and renders again. Not an Error: it is control
+ * flow, and capturing a stack for it would cost more than the rendering.
+ */
+class NeedData {
+  constructor(readonly range: { start: number; end: number } | null) {}
+}
 
 interface Modifiers {
   changedSince: number | null;
@@ -175,38 +218,63 @@ interface Job {
   implicitFlags: boolean;
 }
 
-/** Builds one message's `* n FETCH (…)` response. */
-async function prepare(s: ImapSession, job: Job, items: FetchItem[]): Promise<Piece[]> {
+/** What is in memory of one message while its response is built. */
+interface Source {
+  index: MessageIndex | null;
+  /** Bytes [0, head.length) of the blob… */
+  head: Buffer | null;
+  /** …which are all of it. */
+  whole: boolean;
+  /** Ranges read on their own from a message larger than WHOLE_MAX, by "start-end". */
+  ranges: Map<string, Buffer> | null;
+}
+
+/** The message's MIME index, if it is loaded. */
+function indexFrom(src: Source): MessageIndex {
+  if (!src.index) throw new NeedData(null);
+  return src.index;
+}
+
+/** Bytes [start, end) of the blob (fewer if it is shorter), from memory. */
+function readSync(src: Source, start: number, end: number): Buffer {
+  if (end <= start) return EMPTY;
+  if (src.head && (src.whole || end <= src.head.length)) return src.head.subarray(start, end);
+  const r = src.ranges?.get(`${start}-${end}`);
+  if (r) return r;
+  throw new NeedData({ start, end });
+}
+
+/** What one FETCH reads for every message: worked out once per command. */
+interface Plan {
+  items: FetchItem[];
+  /** The MIME index (cached, or read with the batch). */
+  index: boolean;
+  /** Message bytes: none, the header's (a prefix), or all (messages up to WHOLE_MAX). */
+  bytes: 'none' | 'header' | 'whole';
+  /** Add UID before the implicit FLAGS (RFC 7162 §3.2.4) and MODSEQ after it. */
+  implicitUid: boolean;
+  implicitModseq: boolean;
+  utf8: boolean;
+}
+
+/**
+ * Builds one message's `* n FETCH (…)` response from what `src` holds; throws
+ * NeedData when something is missing (nothing is written before it returns).
+ */
+function render(s: ImapSession, job: Job, plan: Plan, src: Source): Piece[] {
   const { m, seq } = job;
-  const ctx = s.ctx;
-  const utf8 = s.utf8;
   const pieces: Piece[] = [];
   let text = `* ${seq} FETCH (`;
   let first = true;
-  let index: MessageIndex | null = null;
-  const getIndex = async (): Promise<MessageIndex> => {
-    if (!index) index = await messageIndex(ctx.data, m.blobHash);
-    if (!index) throw new MessageGone();
-    return index;
-  };
-  let whole: Promise<Buffer> | null = null;
-  const read: ReadRange = async (start, end) => {
-    if (m.size <= WHOLE_MAX) {
-      whole ??= ctx.blobs.readAll(m.blobHash);
-      return (await whole).subarray(start, end);
-    }
-    return collect(ctx.blobs.read(m.blobHash, start, end));
-  };
-  const literal = (name: string, data: Buffer | { start: number; end: number }, binary = false) => {
+  const literal = (name: string, data: Buffer | StreamRange, binary = false) => {
     const n = Buffer.isBuffer(data) ? data.length : data.end - data.start;
     text += `${name} ${binary ? '~' : ''}{${n}}\r\n`;
-    pieces.push(Buffer.from(text, 'utf8'));
+    pieces.push(text);
     text = '';
-    if (n > 0) pieces.push(Buffer.isBuffer(data) ? data : { hash: m.blobHash, start: data.start, end: data.end });
+    if (n > 0) pieces.push(data);
   };
-  const flags = () => `FLAGS (${s.flagList(m).join(' ')})`;
 
-  for (const item of items) {
+  for (const item of plan.items) {
     if (first) first = false;
     else text += ' ';
     switch (item.kind) {
@@ -214,7 +282,7 @@ async function prepare(s: ImapSession, job: Job, items: FetchItem[]): Promise<Pi
         text += `UID ${m.uid}`;
         break;
       case 'FLAGS':
-        text += flags();
+        text += `FLAGS (${s.flagList(m).join(' ')})`;
         break;
       case 'INTERNALDATE':
         text += `INTERNALDATE "${formatInternalDate(m.internalDate)}"`;
@@ -226,18 +294,17 @@ async function prepare(s: ImapSession, job: Job, items: FetchItem[]): Promise<Pi
         text += `MODSEQ (${m.modseq})`;
         break;
       case 'ENVELOPE':
-        text += `ENVELOPE ${formatEnvelope((await getIndex()).envelope, { utf8 })}`;
+        text += `ENVELOPE ${formatEnvelope(indexFrom(src).envelope, { utf8: plan.utf8 })}`;
         break;
       case 'BODY':
       case 'BODYSTRUCTURE':
-        text += `${item.kind} ${formatBodyStructure((await getIndex()).root, { extended: item.kind === 'BODYSTRUCTURE', utf8 })}`;
+        text += `${item.kind} ${formatBodyStructure(indexFrom(src).root, { extended: item.kind === 'BODYSTRUCTURE', utf8: plan.utf8 })}`;
         break;
       case 'section': {
-        // BODY[] needs no index: the whole blob, RFC822.SIZE octets.
-        const target = needsIndex(item) ? locateSection(await getIndex(), item.section) : ({ kind: 'range', start: 0, end: m.size } as const);
-        if (target.kind === 'empty') literal(item.name, Buffer.alloc(0));
+        const target = locate(item, m, src);
+        if (target.kind === 'empty') literal(item.name, EMPTY);
         else if (target.kind === 'fields') {
-          const block = target.end > target.start ? await read(target.start, target.end) : Buffer.alloc(0);
+          const block = readSync(src, target.start, target.end);
           literal(item.name, applyPartial(filterHeader(block, target.fields, target.not), item.partial));
         } else {
           // A byte range of the blob: the partial narrows the range itself.
@@ -246,34 +313,130 @@ async function prepare(s: ImapSession, job: Job, items: FetchItem[]): Promise<Pi
             start = Math.min(end, start + item.partial.origin);
             if (item.partial.count !== null) end = Math.min(end, start + item.partial.count);
           }
-          if (end - start > STREAM_MIN && m.size > WHOLE_MAX) literal(item.name, { start, end });
-          else literal(item.name, end > start ? await read(start, end) : Buffer.alloc(0));
+          if (end - start > STREAM_MIN && m.size > WHOLE_MAX) literal(item.name, { hash: m.blobHash, start, end });
+          else literal(item.name, readSync(src, start, end));
         }
         break;
       }
       case 'binary': {
-        const r = await fetchBinary(await getIndex(), item.part, read, item.partial);
+        const r = fetchBinarySync(indexFrom(src), item.part, (a, b) => readSync(src, a, b), item.partial);
         if (!r.ok) throw no(`Unknown Content-Transfer-Encoding in message ${seq}, part ${item.part.join('.') || 'TEXT'}`, 'UNKNOWN-CTE');
         literal(item.name, r.data, r.hasNul);
         break;
       }
       case 'binary-size': {
-        const r = await binarySize(await getIndex(), item.part, read);
+        const r = fetchBinarySync(indexFrom(src), item.part, (a, b) => readSync(src, a, b));
         if (!r.ok) throw no(`Unknown Content-Transfer-Encoding in message ${seq}, part ${item.part.join('.')}`, 'UNKNOWN-CTE');
-        text += `${item.name} ${r.size}`;
+        text += `${item.name} ${r.data.length}`;
         break;
       }
     }
   }
   if (job.implicitFlags) {
     // RFC 7162 §3.2.4: with QRESYNC a FETCH that reports a flag change carries the UID.
-    const uid = s.enabled.has('QRESYNC') && !items.some((i) => i.kind === 'UID') ? `UID ${m.uid} ` : '';
-    text += `${first ? '' : ' '}${uid}${flags()}`;
-    if (s.enabled.has('CONDSTORE') && !items.some((i) => i.kind === 'MODSEQ')) text += ` MODSEQ (${m.modseq})`;
+    text += `${first ? '' : ' '}${plan.implicitUid ? `UID ${m.uid} ` : ''}FLAGS (${s.flagList(m).join(' ')})`;
+    if (plan.implicitModseq) text += ` MODSEQ (${m.modseq})`;
   }
-  text += ')\r\n';
-  pieces.push(Buffer.from(text, 'utf8'));
+  pieces.push(text + ')\r\n');
   return pieces;
+}
+
+/** The part of the blob a BODY[…] item selects. */
+function locate(item: Extract<FetchItem, { kind: 'section' }>, m: MessageUid, src: Source): SectionTarget {
+  // BODY[] needs no index: the whole blob, RFC822.SIZE octets.
+  if (!needsIndex(item)) return { kind: 'range', start: 0, end: m.size };
+  if (!src.index && src.head && isRootHeader(item.section)) {
+    // The top-level header from the bytes themselves (the same end as the index gives).
+    const end = headerEnd(src.head, src.whole);
+    if (end >= 0) {
+      const sec = item.section;
+      return sec.text === 'HEADER' ? { kind: 'range', start: 0, end } : { kind: 'fields', start: 0, end, fields: sec.fields, not: sec.text === 'HEADER.FIELDS.NOT' };
+    }
+  }
+  return locateSection(indexFrom(src), item.section);
+}
+
+/** Loads what render asked for, then renders again, until the response is complete. */
+async function renderLoading(s: ImapSession, job: Job, plan: Plan, src: Source): Promise<Piece[]> {
+  const { m } = job;
+  for (;;) {
+    let need: NeedData;
+    try {
+      return render(s, job, plan, src);
+    } catch (err) {
+      if (!(err instanceof NeedData)) throw err;
+      need = err;
+    }
+    if (!need.range) {
+      src.index = await messageIndex(s.ctx.data, m.blobHash);
+      if (!src.index) throw new MessageGone();
+    } else if (m.size <= WHOLE_MAX) {
+      src.head = await s.ctx.blobs.readAll(m.blobHash);
+      src.whole = true;
+    } else {
+      const { start, end } = need.range;
+      (src.ranges ??= new Map()).set(`${start}-${end}`, await collect(s.ctx.blobs.read(m.blobHash, start, end)));
+    }
+  }
+}
+
+/** Reads what the plan needs of a batch of messages in one query (two when only some bytes are read). */
+async function loadBatch(s: ImapSession, plan: Plan, jobs: Job[]): Promise<Source[]> {
+  const data = s.ctx.data;
+  const sources: Source[] = jobs.map(() => ({ index: null, head: null, whole: false, ranges: null }));
+  const metaHashes: string[] = [];
+  if (plan.index) {
+    jobs.forEach((j, i) => {
+      const ix = cachedIndex(data, j.m.blobHash);
+      if (ix) sources[i]!.index = ix;
+      else metaHashes.push(j.m.blobHash);
+    });
+  }
+  // Header only: a prefix of every message; else whole messages up to WHOLE_MAX (larger
+  // ones are read in ranges or streamed, never whole).
+  const bytesOf = (j: Job) => plan.bytes === 'header' || (plan.bytes === 'whole' && j.m.size <= WHOLE_MAX);
+  const dataHashes = plan.bytes === 'none' ? [] : jobs.filter(bytesOf).map((j) => j.m.blobHash);
+  const request = plan.bytes === 'header' ? HEADER_PREFIX : ('whole' as const);
+  let rows: Map<string, BlobBatchRow>;
+  let metaRows: Map<string, BlobBatchRow> | null = null;
+  if (dataHashes.length && metaHashes.length === jobs.length && dataHashes.length === jobs.length) {
+    rows = await readBlobRows(data, dataHashes, { meta: true, data: request });
+    metaRows = rows;
+  } else {
+    rows = dataHashes.length ? await readBlobRows(data, dataHashes, { meta: false, data: request }) : new Map();
+    if (metaHashes.length) metaRows = await readBlobRows(data, metaHashes, { meta: true, data: 'none' });
+  }
+  const parsed = new Map<string, MessageIndex>(); // a blob listed twice (a copy) is parsed once
+  jobs.forEach((j, i) => {
+    const src = sources[i]!;
+    const hash = j.m.blobHash;
+    const meta = src.index ? null : metaRows?.get(hash)?.meta;
+    if (meta) {
+      let ix = parsed.get(hash);
+      if (!ix) parsed.set(hash, (ix = rememberIndex(data, hash, meta)));
+      src.index = ix;
+    }
+    const bytes = bytesOf(j) ? rows.get(hash)?.data : null;
+    if (bytes) {
+      src.head = bytes;
+      // A prefix shorter than asked for is the whole message.
+      src.whole = plan.bytes === 'whole' || bytes.length < HEADER_PREFIX || bytes.length >= j.m.size;
+    }
+  });
+  return sources;
+}
+
+/** The jobs of the next batch from `from`: at most BATCH, and BATCH_BYTES of bytes to read. */
+function batchEnd(plan: Plan, jobs: Job[], from: number): number {
+  let bytes = 0;
+  let i = from;
+  while (i < jobs.length && i - from < BATCH) {
+    const size = jobs[i]!.m.size;
+    bytes += plan.bytes === 'header' ? Math.min(size, HEADER_PREFIX) : plan.bytes === 'whole' && size <= WHOLE_MAX ? size : 0;
+    if (bytes > BATCH_BYTES && i > from) break;
+    i++;
+  }
+  return i;
 }
 
 /** Resolves once the socket can take more (or is gone). */
@@ -292,7 +455,7 @@ function drained(s: ImapSession): Promise<void> {
 }
 
 /** Streams blob bytes [start, end) to the client; a short read ends the connection (the literal's length was promised). */
-async function streamRange(s: ImapSession, p: { hash: string; start: number; end: number }): Promise<void> {
+async function streamRange(s: ImapSession, p: StreamRange): Promise<void> {
   const want = p.end - p.start;
   let sent = 0;
   const stream = s.ctx.blobs.read(p.hash, p.start, p.end);
@@ -315,6 +478,11 @@ async function streamRange(s: ImapSession, p: { hash: string; start: number; end
   }
 }
 
+/** A message's response: built, failed, to be prepared on its own, or being prepared (null: the message is gone). */
+type Result = { pieces: Piece[] } | { error: unknown } | { slow: Source } | { pending: Promise<Piece[] | null> };
+
+const WRITTEN: Result = { pieces: [] };
+
 async function runFetch(s: ImapSession, cmd: Command, byUid: boolean): Promise<string | null> {
   if (cmd.args.length < 2 || cmd.args.length > 3) throw bad(`${cmd.name}: expected a sequence set, data items and optional modifiers`);
   const sel = s.selected!;
@@ -333,61 +501,100 @@ async function runFetch(s: ImapSession, cmd: Command, byUid: boolean): Promise<s
   const flagsChanged = !sel.readOnly && items.some(setsSeen) ? await markSeen(s, sel, seqs) : new Set<number>();
   const wantsFlags = items.some((i) => i.kind === 'FLAGS');
   const jobs: Job[] = seqs.map((seq) => ({ seq, m: sel.messages[seq - 1], implicitFlags: !wantsFlags && flagsChanged.has(seq) }));
-  // One query per window of messages for their MIME indexes instead of one per message.
-  const prefetch = async (from: number) => {
-    if (items.some(needsIndex)) await prefetchIndexes(s.ctx.data, jobs.slice(from, from + 1000).map((j) => j.m.blobHash));
+  const reads = items.map(bytesRead);
+  const plan: Plan = {
+    items,
+    index: items.some(needsIndexBeyondHeader),
+    bytes: reads.includes('any') ? 'whole' : reads.includes('header') ? 'header' : 'none',
+    implicitUid: s.enabled.has('QRESYNC') && !items.some((i) => i.kind === 'UID'),
+    implicitModseq: s.enabled.has('CONDSTORE') && !items.some((i) => i.kind === 'MODSEQ'),
+    utf8: s.utf8,
   };
-  await prefetch(0);
+  const loads = plan.index || plan.bytes !== 'none';
 
-  // Prepare ahead, write in order.
-  const pending: Array<Promise<Piece[] | null>> = [];
-  const pendingSizes: number[] = [];
-  let pendingBytes = 0;
-  let next = 0;
-  const fill = () => {
-    while (pending.length < WINDOW && next < jobs.length && (pending.length === 0 || pendingBytes + jobs[next].m.size <= WINDOW_BYTES)) {
-      const job = jobs[next++];
-      pendingSizes.push(job.m.size);
-      pendingBytes += job.m.size;
-      const p = prepare(s, job, items).catch((err: unknown) => {
-        if (isNotFound(err)) return null;
-        throw err;
-      });
-      p.catch(() => undefined); // awaited later in order; may be abandoned after an earlier error
-      pending.push(p);
-    }
-  };
-  let out: Buffer[] = [];
-  let outLen = 0;
+  const out = new ResponseBuffer(FLUSH_AT);
   const flush = async () => {
-    if (outLen) s.write(out.length === 1 ? out[0] : Buffer.concat(out, outLen));
-    out = [];
-    outLen = 0;
+    const chunks = out.take();
+    if (chunks.length > 1) s.socket.cork();
+    for (const c of chunks) s.write(c);
+    if (chunks.length > 1) s.socket.uncork();
     await drained(s);
   };
   let gone = 0;
-  try {
-    fill();
-    let done = 0;
-    while (pending.length && !s.isClosed) {
-      if (++done % 1000 === 0) await prefetch(done + WINDOW);
-      const pieces = await pending.shift()!;
-      pendingBytes -= pendingSizes.shift()!;
-      fill();
-      if (!pieces) {
-        gone++;
+  /** Writes one response; false when the connection is gone. */
+  const emit = async (pieces: Piece[]): Promise<boolean> => {
+    for (const p of pieces) {
+      if (typeof p === 'string') out.text(p);
+      else if (Buffer.isBuffer(p)) out.bytes(p);
+      else {
+        await flush();
+        await streamRange(s, p);
+        if (s.isClosed) return false;
         continue;
       }
-      for (const p of pieces) {
-        if (Buffer.isBuffer(p)) {
-          out.push(p);
-          outLen += p.length;
-          if (outLen >= FLUSH_AT) await flush();
-        } else {
-          await flush();
-          await streamRange(s, p);
-          if (s.isClosed) return null;
+      if (out.length >= FLUSH_AT) await flush();
+    }
+    return true;
+  };
+
+  const load = (from: number, to: number): Promise<Source[]> => {
+    const batch = jobs.slice(from, to);
+    if (!loads) return Promise.resolve(batch.map((): Source => ({ index: null, head: null, whole: false, ranges: null })));
+    const p = loadBatch(s, plan, batch);
+    p.catch(() => undefined); // awaited in its round; abandoned if an earlier one fails
+    return p;
+  };
+  let from = 0;
+  let to = batchEnd(plan, jobs, 0);
+  let next = load(0, to);
+  try {
+    while (from < jobs.length && !s.isClosed) {
+      const batch = jobs.slice(from, to);
+      const sources = await next;
+      // The next batch is read while this one is answered.
+      from = to;
+      to = batchEnd(plan, jobs, from);
+      if (from < jobs.length) next = load(from, to);
+
+      // Every response that memory allows is built now; the others are prepared on their
+      // own, up to WINDOW messages ahead of the writer.
+      const results: Result[] = batch.map((job, i) => {
+        try {
+          return { pieces: render(s, job, plan, sources[i]!) };
+        } catch (err) {
+          return err instanceof NeedData ? { slow: sources[i]! } : { error: err };
         }
+      });
+      let ahead = 0;
+      let aheadBytes = 0;
+      for (let i = 0; i < batch.length && !s.isClosed; i++) {
+        for (ahead = Math.max(ahead, i); ahead < batch.length && ahead - i < WINDOW; ahead++) {
+          const r = results[ahead]!;
+          if (!('slow' in r)) continue;
+          const size = batch[ahead]!.m.size;
+          if (aheadBytes > 0 && aheadBytes + size > WINDOW_BYTES) break;
+          aheadBytes += size;
+          const pending = renderLoading(s, batch[ahead]!, plan, r.slow).catch((err: unknown) => {
+            if (isNotFound(err)) return null;
+            throw err;
+          });
+          pending.catch(() => undefined); // awaited later in order; may be abandoned after an earlier error
+          results[ahead] = { pending };
+        }
+        const r = results[i]!;
+        results[i] = WRITTEN; // the bytes can go once written
+        let pieces: Piece[] | null;
+        if ('pieces' in r) pieces = r.pieces;
+        else if ('pending' in r) {
+          aheadBytes -= batch[i]!.m.size;
+          pieces = await r.pending;
+        } else if ('error' in r) throw r.error;
+        else throw new Error('FETCH: a message was not prepared'); // cannot happen: the window starts at i
+        if (!pieces) {
+          gone++;
+          continue;
+        }
+        if (!(await emit(pieces))) return null;
       }
     }
   } finally {
