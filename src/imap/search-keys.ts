@@ -6,13 +6,17 @@ import type { MessageUid } from '../store/imap-model.ts';
 import type { MessageIndex, MimePart } from '../mime/types.ts';
 import { decodeWords, parseHeaderBlock, type HeaderField } from '../mime/headers.ts';
 import { decodeText, htmlToText } from '../mime/text.ts';
+import { FOLDS_INTO_ASCII, type StoredMessage } from '../store/search-index.ts';
+
+export type { StoredMessage } from '../store/search-index.ts';
 
 /**
  * SEARCH keys (RFC 9051 §6.4.4, RFC 3501 §6.4.4; RFC 5032 OLDER/YOUNGER; RFC 7162
  * §3.1.5 MODSEQ; RFC 5182 `$`): parsed from command tokens into a typed tree, then
- * evaluated per message. Flags, sizes, dates and numbers come from the session's
- * message list; header keys read the message's header block from the blob; BODY
- * and TEXT decode the text parts (transfer encoding, charset, RFC 2047 in headers).
+ * evaluated over the mailbox in rounds (see "evaluation" below). Flags, sizes, dates
+ * and numbers come from the session's message list; header keys read the message's
+ * header block; BODY and TEXT decode the text parts (transfer encoding, charset,
+ * RFC 2047 in headers), after the store's full-text copy has ruled out most messages.
  * Matching is a case-insensitive substring match (RFC 9051 §6.4.4).
  * Dates "disregard time and timezone": the internal date is taken in UTC, the Date
  * header in its own zone (its day-month-year as written).
@@ -251,15 +255,92 @@ export function usesModseq(key: SearchKey): boolean {
   }
 }
 
+// ---- evaluation ----
+//
+// A search runs in rounds, each over the messages whose answer is still open, so the
+// expensive keys run on as few messages as possible and storage is read in batches:
+//  1. keys answered from the session's message list (flags, numbers, sizes, internal
+//     date, modseq), in three-valued logic: a key that needs the message's data is
+//     "unknown", and a message is decided when the others decide it (OR with a true
+//     side, AND with a false one, …);
+//  2. header keys (FROM, TO, CC, BCC, SUBJECT, HEADER, TEXT's header half) on the
+//     header blocks of messages stored inline, loaded in batches: a test on the raw
+//     bytes proves most do not match (see Headers.mayContain), the rest are matched
+//     exactly on the block;
+//  3. BODY and TEXT's body half: the store's full-text copy proves most bodies do not
+//     contain the term (src/store/search-index.ts says why that is sound);
+//  4. whatever is still open is evaluated exactly, as it always was: the MIME indexes
+//     and inline bytes in batches, each part read at most once.
+// A round only records an answer it is sure of, so the result is the exact evaluator's.
+
+const UNKNOWN = 0;
+const NO = 1;
+const YES = 2;
+type Tri = typeof UNKNOWN | typeof NO | typeof YES;
+
+/** Keys answered from the session's message list. */
+type ListKey =
+  | { op: 'all' }
+  | { op: 'flag'; flag: string; set: boolean }
+  | { op: 'recent' }
+  | { op: 'seq' | 'uid'; intervals: Interval[]; saved: boolean }
+  | { op: 'internaldate'; cmp: DateCmp; day: number }
+  | { op: 'larger' | 'smaller'; size: number }
+  | { op: 'older' | 'younger'; seconds: number }
+  | { op: 'modseq'; modseq: number };
+
+/** Keys that need the message itself; `id` indexes their per-message answers. Values are folded. */
+type DataKey =
+  | { op: 'sentdate'; cmp: DateCmp; day: number; id: number }
+  | { op: 'header'; field: string; value: string; id: number }
+  /** TEXT's header half: the header fields as "name: value" lines. */
+  | { op: 'headers'; value: string; id: number }
+  | { op: 'body'; value: string; id: number };
+
+/** A search program ready to run: flags and strings folded, TEXT split, data keys numbered. */
+type Node = ListKey | DataKey | { op: 'and'; keys: Node[] } | { op: 'or'; a: Node; b: Node } | { op: 'not'; key: Node };
+
+function compile(key: SearchKey, leaves: DataKey[]): Node {
+  const add = (k: DataKey): DataKey => {
+    leaves.push(k);
+    return k;
+  };
+  switch (key.op) {
+    case 'and':
+      return { op: 'and', keys: key.keys.map((k) => compile(k, leaves)) };
+    case 'or':
+      return { op: 'or', a: compile(key.a, leaves), b: compile(key.b, leaves) };
+    case 'not':
+      return { op: 'not', key: compile(key.key, leaves) };
+    case 'flag':
+      return { ...key, flag: key.flag.toLowerCase() };
+    case 'internaldate':
+    case 'sentdate':
+      return key.op === 'sentdate' ? add({ op: 'sentdate', cmp: key.cmp, day: key.day, id: leaves.length }) : { op: 'internaldate', cmp: key.cmp, day: key.day };
+    case 'header':
+      return add({ op: 'header', field: key.field, value: fold(key.value), id: leaves.length });
+    case 'body':
+      return add({ op: 'body', value: fold(key.value), id: leaves.length });
+    case 'text': {
+      // RFC 9051 §6.4.4 TEXT: the string "in the header or body of the message".
+      const value = fold(key.value);
+      const a = add({ op: 'headers', value, id: leaves.length });
+      return { op: 'or', a, b: add({ op: 'body', value, id: leaves.length }) };
+    }
+    default:
+      return key;
+  }
+}
+
 /** 0: from the message list; 1: the stored MIME index; 2: the header block; 3: the text. */
-function cost(key: SearchKey): number {
+function cost(key: Node): number {
   switch (key.op) {
     case 'sentdate':
       return 1;
     case 'header':
+    case 'headers':
       return 2;
     case 'body':
-    case 'text':
       return 3;
     case 'and':
       return Math.max(0, ...key.keys.map(cost));
@@ -272,8 +353,8 @@ function cost(key: SearchKey): number {
   }
 }
 
-/** Cheap keys first inside every AND, so the blob is read only for messages that pass them. */
-export function optimize(key: SearchKey): SearchKey {
+/** Cheap keys first inside every AND, so the exact round reads data only for messages that pass them. */
+function optimize(key: Node): Node {
   switch (key.op) {
     case 'and':
       return { op: 'and', keys: key.keys.map(optimize).sort((x, y) => cost(x) - cost(y)) };
@@ -286,39 +367,159 @@ export function optimize(key: SearchKey): SearchKey {
   }
 }
 
-/** Reads what the header and text keys need from storage. */
+/** Reads what the header and text keys need from storage, in batches where it can. */
 export interface MessageSource {
-  /** The stored MIME index (JSON of MessageIndex without its search text), or null. */
-  meta(hash: string): Promise<string | null>;
+  /** MIME indexes and, with `withData`, the bytes of small messages; a hash absent from the answer is gone. */
+  load(hashes: readonly string[], withData: boolean): Promise<ReadonlyMap<string, StoredMessage>>;
   /** Bytes [start, end) of the message. */
   read(hash: string, start: number, end: number): Promise<Buffer>;
+  /** Top-level header blocks ([0, root.bodyStart)) and MIME index JSON of small messages; others are absent from the answer. */
+  headerBlocks(hashes: readonly string[]): Promise<ReadonlyMap<string, { head: Buffer; meta: string }>>;
+  /**
+   * Of the messages (with their MIME index JSON and size), those whose body text
+   * provably does not contain `probe` (lower-case ASCII, no LF, no NUL), from a
+   * full-text copy; null when there is none or it would not pay. Must never name a
+   * message whose body text (MessageData.bodyText) contains the probe.
+   */
+  bodiesWithout(messages: ReadonlyArray<{ hash: string; meta: string; size: number }>, probe: string): Promise<ReadonlySet<string> | null>;
+  /** Whether bodiesWithout is available and pays for this many messages. */
+  bodyPrefilterPays(messages: number): Promise<boolean>;
 }
 
 /** Most message text decoded for one BODY/TEXT match (a bound on work per message). */
 const MAX_TEXT_BYTES = 32 * 1024 * 1024;
+/** Messages evaluated at once in the exact round (their blob reads overlap). */
+const PARALLEL = 16;
+/** Messages per batch of header blocks (round 2). */
+const BATCH = 500;
+/** Messages per batch of the exact round: their small messages' bytes are held meanwhile. */
+const EXACT_BATCH = 200;
+/** Probes are cut to this length (any piece of the term is a sound probe). */
+const MAX_PROBE = 1000;
+/** Shorter body probes are not worth a scan of the full-text table. */
+const MIN_BODY_PROBE = 3;
 
-/** One message's data, loaded on first use and kept for the other keys of the same message. */
-class LazyMessage {
+/** Raw header bytes that libmime's decodeWords may turn into other text: "=?" (encoded words) and NUL (its join marker). */
+const ENCODED_WORD = Buffer.from('=?');
+/** The non-ASCII characters that fold into ASCII ones (see search-index.ts), as UTF-8. */
+const FOLDS_INTO_ASCII_UTF8 = FOLDS_INTO_ASCII.map(([ascii, c]) => [ascii, Buffer.from(c)] as const);
+
+/** The longest run of `s`'s UTF-16 units that `ok` accepts, at most MAX_PROBE long. */
+function longestRun(s: string, ok: (c: number) => boolean): string {
+  let best = 0;
+  let bestStart = 0;
+  let start = 0;
+  for (let j = 0; j <= s.length; j++) {
+    if (j < s.length && ok(s.charCodeAt(j))) continue;
+    if (j - start > best) {
+      best = j - start;
+      bestStart = start;
+    }
+    start = j + 1;
+  }
+  return s.slice(bestStart, bestStart + Math.min(best, MAX_PROBE));
+}
+
+/**
+ * The piece of a folded header-key value that a header block's raw bytes must hold
+ * (lower-cased as latin1) for the value to match: printable ASCII without spaces (a
+ * folded line keeps its white space but not its CRLF, so a piece without white space
+ * never spans a fold) and, for TEXT, without ":" (its "name: value" lines put ": "
+ * where the raw header may have had "name :value").
+ */
+function headerProbe(value: string, colon: boolean): string {
+  return longestRun(value, (c) => c > 0x20 && c < 0x7f && (colon || c !== 0x3a));
+}
+
+/** ASCII characters that some non-ASCII ones fold into. */
+const FOLD_TARGETS = new Set(FOLDS_INTO_ASCII.map(([ascii]) => ascii.charCodeAt(0)));
+
+/**
+ * The piece of a folded BODY value for the full-text prefilter: ASCII without LF (the
+ * text's pieces are joined by LF) or NUL. A piece without the characters others fold
+ * into spares the store a pass over each text looking for those, when it is not much
+ * shorter.
+ */
+function bodyProbe(value: string): string {
+  const full = longestRun(value, (c) => c > 0 && c < 0x80 && c !== 0x0a);
+  const plain = longestRun(value, (c) => c > 0 && c < 0x80 && c !== 0x0a && !FOLD_TARGETS.has(c));
+  return plain.length >= Math.min(full.length, 4) ? plain : full;
+}
+
+/** A message's top-level header block, with its fields as the header keys compare them (parsed on first use). */
+class Headers {
+  private parsed: HeaderField[] | null = null;
+  private joined: string | null = null;
+  private lower: string | null = null;
+  constructor(private readonly block: Buffer) {}
+
+  /** Fields with values unfolded, RFC 2047-decoded and folded for matching. */
+  fields(): HeaderField[] {
+    this.parsed ??= parseHeaderBlock(this.block.toString('latin1')).map((f) => ({ name: f.name, value: fold(decodeWords(f.value)) }));
+    return this.parsed;
+  }
+
+  /** The fields as "name: value" lines (what TEXT searches in the header). */
+  text(): string {
+    this.joined ??= this.fields()
+      .map((f) => `${f.name}: ${f.value}`)
+      .join('\n');
+    return this.joined;
+  }
+
+  /**
+   * False only when no field (name or value) can contain the probe. Without "=?" or
+   * NUL, decodeWords leaves a value as it is (after UTF-8 decoding), and UTF-8
+   * decoding and folding turn ASCII bytes into the same ASCII characters and other
+   * bytes into non-ASCII ones — except for the few characters that fold into ASCII.
+   * So a probe of printable ASCII found in a field is in the raw bytes, ASCII-lower-cased.
+   */
+  mayContain(probe: string): boolean {
+    if (!probe || this.block.includes(ENCODED_WORD) || this.block.includes(0)) return true;
+    for (const [ascii, utf8] of FOLDS_INTO_ASCII_UTF8) if (probe.includes(ascii) && this.block.includes(utf8)) return true;
+    this.lower ??= this.block.toString('latin1').toLowerCase();
+    return this.lower.includes(probe);
+  }
+}
+
+/** One message's data, loaded on first use (or handed over from a batch) and kept for its other keys. */
+class MessageData {
   private index: Promise<MessageIndex | null> | null = null;
-  private headers: Promise<HeaderField[]> | null = null;
+  private headers: Promise<Headers | null> | null = null;
   private body: Promise<string> | null = null;
   constructor(
     private readonly src: MessageSource,
     readonly m: MessageUid,
+    /** From a batch load: null when the message is gone; undefined when not loaded yet. */
+    private readonly stored: StoredMessage | null | undefined,
   ) {}
 
   meta(): Promise<MessageIndex | null> {
-    this.index ??= this.src.meta(this.m.blobHash).then((j) => (j ? (JSON.parse(j) as MessageIndex) : null));
+    this.index ??= (async () => {
+      const s = this.stored === undefined ? ((await this.src.load([this.m.blobHash], false)).get(this.m.blobHash) ?? null) : this.stored;
+      return s ? (JSON.parse(s.meta) as MessageIndex) : null;
+    })();
     return this.index;
   }
 
-  /** Top-level header fields, values unfolded and RFC 2047-decoded, lower-cased for matching. */
-  headerFields(): Promise<HeaderField[]> {
+  private read(start: number, end: number): Promise<Buffer> {
+    const data = this.stored?.data;
+    return data ? Promise.resolve(data.subarray(start, end)) : this.src.read(this.m.blobHash, start, end);
+  }
+
+  /** The top-level header fields (none when the message is gone). */
+  async headerFields(): Promise<HeaderField[]> {
+    return (await this.headerBlock())?.fields() ?? [];
+  }
+
+  async headerText(): Promise<string> {
+    return (await this.headerBlock())?.text() ?? '';
+  }
+
+  private headerBlock(): Promise<Headers | null> {
     this.headers ??= (async () => {
       const ix = await this.meta();
-      if (!ix) return [];
-      const block = await this.src.read(this.m.blobHash, ix.root.headerStart, ix.root.bodyStart);
-      return parseHeaderBlock(block.toString('latin1')).map((f) => ({ name: f.name, value: fold(decodeWords(f.value)) }));
+      return ix ? new Headers(await this.read(ix.root.headerStart, ix.root.bodyStart)) : null;
     })();
     return this.headers;
   }
@@ -334,7 +535,7 @@ class LazyMessage {
         if (budget <= 0) return;
         if (!top && p.type === 'message' && p.children.length === 1) {
           const inner = p.children[0]!;
-          const hdr = await this.src.read(this.m.blobHash, inner.headerStart, inner.bodyStart);
+          const hdr = await this.read(inner.headerStart, inner.bodyStart);
           budget -= hdr.length;
           out.push(parseHeaderBlock(hdr.toString('latin1')).map((f) => `${f.name}: ${decodeWords(f.value)}`).join('\n'));
           await walk(inner, true);
@@ -346,7 +547,7 @@ class LazyMessage {
         }
         if (p.type !== 'text') return;
         const end = Math.min(p.bodyEnd, p.bodyStart + budget);
-        const raw = await this.src.read(this.m.blobHash, p.bodyStart, end);
+        const raw = await this.read(p.bodyStart, end);
         budget -= raw.length;
         const t = decodeText(raw, p.encoding, p.params.charset);
         out.push(p.subtype === 'html' ? htmlToText(t) : t);
@@ -378,38 +579,11 @@ export interface SearchContext {
   now: number;
 }
 
-/** Key values in the comparison form, once (header names stay as they are). */
-function prepare(key: SearchKey): SearchKey {
-  switch (key.op) {
-    case 'header':
-    case 'body':
-    case 'text':
-      return { ...key, value: fold(key.value) };
-    case 'flag':
-      return { ...key, flag: key.flag.toLowerCase() };
-    case 'and':
-      return { op: 'and', keys: key.keys.map(prepare) };
-    case 'or':
-      return { op: 'or', a: prepare(key.a), b: prepare(key.b) };
-    case 'not':
-      return { op: 'not', key: prepare(key.key) };
-    default:
-      return key;
-  }
-}
-
-async function matches(key: SearchKey, msg: LazyMessage, seq: number, ctx: SearchContext): Promise<boolean> {
-  const m = msg.m;
+/** A key on the message list; `seq` is the message number. */
+function listMatch(key: ListKey, m: MessageUid, seq: number, ctx: SearchContext): boolean {
   switch (key.op) {
     case 'all':
       return true;
-    case 'and':
-      for (const k of key.keys) if (!(await matches(k, msg, seq, ctx))) return false;
-      return true;
-    case 'or':
-      return (await matches(key.a, msg, seq, ctx)) || matches(key.b, msg, seq, ctx);
-    case 'not':
-      return !(await matches(key.key, msg, seq, ctx));
     case 'flag':
       return m.flags.some((f) => f.toLowerCase() === key.flag) === key.set;
     case 'recent':
@@ -420,10 +594,6 @@ async function matches(key: SearchKey, msg: LazyMessage, seq: number, ctx: Searc
       return inIntervals(key.intervals, m.uid) || (key.saved && ctx.saved.has(m.uid));
     case 'internaldate':
       return dateMatch(key.cmp, Math.floor(m.internalDate / DAY_MS), key.day);
-    case 'sentdate': {
-      const day = sentDay((await msg.meta())?.envelope.date);
-      return day !== null && dateMatch(key.cmp, day, key.day);
-    }
     case 'larger':
       return m.size > key.size;
     case 'smaller':
@@ -434,20 +604,88 @@ async function matches(key: SearchKey, msg: LazyMessage, seq: number, ctx: Searc
       return m.internalDate >= ctx.now - key.seconds * 1000;
     case 'modseq':
       return m.modseq >= key.modseq;
-    case 'header':
-      return (await msg.headerFields()).some((f) => f.name === key.field && f.value.includes(key.value));
-    case 'body':
-      return (await msg.bodyText()).includes(key.value);
-    case 'text': {
-      const h = await msg.headerFields();
-      if (h.map((f) => `${f.name}: ${f.value}`).join('\n').includes(key.value)) return true;
-      return (await msg.bodyText()).includes(key.value);
-    }
   }
 }
 
-/** Messages evaluated at once (their blob reads overlap). */
-const PARALLEL = 16;
+/** The messages and what the rounds have learnt about their data keys (known[id][i]). */
+interface Run {
+  messages: readonly MessageUid[];
+  ctx: SearchContext;
+  known: Uint8Array[];
+}
+
+/** Three-valued evaluation of message i with what is known so far (rounds 1–3). */
+function tri(key: Node, i: number, run: Run): Tri {
+  switch (key.op) {
+    case 'and': {
+      let r: Tri = YES;
+      for (const k of key.keys) {
+        const v = tri(k, i, run);
+        if (v === NO) return NO;
+        if (v === UNKNOWN) r = UNKNOWN;
+      }
+      return r;
+    }
+    case 'or': {
+      const a = tri(key.a, i, run);
+      if (a === YES) return YES;
+      const b = tri(key.b, i, run);
+      return b === YES ? YES : a === UNKNOWN || b === UNKNOWN ? UNKNOWN : NO;
+    }
+    case 'not': {
+      const v = tri(key.key, i, run);
+      return v === UNKNOWN ? UNKNOWN : v === YES ? NO : YES;
+    }
+    case 'sentdate':
+    case 'header':
+    case 'headers':
+    case 'body':
+      return run.known[key.id]![i] as Tri;
+    default:
+      return listMatch(key, run.messages[i]!, i + 1, run.ctx) ? YES : NO;
+  }
+}
+
+async function dataMatch(key: DataKey, msg: MessageData): Promise<boolean> {
+  switch (key.op) {
+    case 'sentdate': {
+      const day = sentDay((await msg.meta())?.envelope.date);
+      return day !== null && dateMatch(key.cmp, day, key.day);
+    }
+    case 'header':
+      return (await msg.headerFields()).some((f) => f.name === key.field && f.value.includes(key.value));
+    case 'headers':
+      return (await msg.headerText()).includes(key.value);
+    case 'body':
+      return (await msg.bodyText()).includes(key.value);
+  }
+}
+
+/** Exact evaluation of message i (round 4), using what the earlier rounds established. */
+async function matches(key: Node, msg: MessageData, i: number, run: Run): Promise<boolean> {
+  switch (key.op) {
+    case 'and':
+      for (const k of key.keys) if (!(await matches(k, msg, i, run))) return false;
+      return true;
+    case 'or':
+      return (await matches(key.a, msg, i, run)) || matches(key.b, msg, i, run);
+    case 'not':
+      return !(await matches(key.key, msg, i, run));
+    case 'sentdate':
+    case 'header':
+    case 'headers':
+    case 'body': {
+      const v = run.known[key.id]![i];
+      return v === UNKNOWN ? dataMatch(key, msg) : v === YES;
+    }
+    default:
+      return listMatch(key, msg.m, i + 1, run.ctx);
+  }
+}
+
+function* batches<T>(items: readonly T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
 
 /**
  * Runs a search over `messages` (the session's list, messages[seq - 1]). Returns the
@@ -455,21 +693,105 @@ const PARALLEL = 16;
  * cannot be read (gone meanwhile) does not match.
  */
 export async function runSearch(key: SearchKey, messages: readonly MessageUid[], ctx: SearchContext): Promise<Array<{ m: MessageUid; seq: number }>> {
-  const k = optimize(prepare(key));
-  const hits = new Array<boolean>(messages.length).fill(false);
-  let next = 0;
-  const worker = async () => {
-    while (next < messages.length) {
-      const i = next++;
+  const leaves: DataKey[] = [];
+  const k = optimize(compile(key, leaves));
+  const run: Run = { messages, ctx, known: leaves.map(() => new Uint8Array(messages.length)) };
+  const hits = new Uint8Array(messages.length);
+  const src = ctx.source;
+  // Decides what the known answers decide; returns the messages still open.
+  const narrow = (open: readonly number[]): number[] => {
+    const still: number[] = [];
+    for (const i of open) {
+      const v = tri(k, i, run);
+      if (v === UNKNOWN) still.push(i);
+      else if (v === YES) hits[i] = 1;
+    }
+    return still;
+  };
+
+  // Round 1: the message list.
+  let open = narrow(messages.map((_, i) => i));
+
+  // Round 2: header keys on the header blocks of small messages.
+  const headerKeys = leaves.flatMap((l) => (l.op === 'header' || l.op === 'headers' ? [{ l, probe: headerProbe(l.value, l.op === 'header') }] : []));
+  // MIME index JSON seen so far: round 3 needs it, round 2 gets it for free.
+  const metas = new Map<string, string>();
+  const keepMetas = leaves.some((l) => l.op === 'body');
+  if (headerKeys.length && open.length) {
+    for (const part of batches(open, BATCH)) {
+      let blocks: ReadonlyMap<string, { head: Buffer; meta: string }>;
       try {
-        hits[i] = await matches(k, new LazyMessage(ctx.source, messages[i]!), i + 1, ctx);
+        blocks = await src.headerBlocks(part.map((i) => messages[i]!.blobHash));
       } catch {
-        hits[i] = false;
+        continue; // left to the exact round
+      }
+      for (const i of part) {
+        const block = blocks.get(messages[i]!.blobHash);
+        if (!block) continue;
+        if (keepMetas) metas.set(messages[i]!.blobHash, block.meta);
+        const h = new Headers(block.head);
+        for (const { l, probe } of headerKeys) {
+          const known = run.known[l.id]!;
+          if (known[i] !== UNKNOWN) continue;
+          const hit = h.mayContain(probe) && (l.op === 'header' ? h.fields().some((f) => f.name === l.field && f.value.includes(l.value)) : h.text().includes(l.value));
+          known[i] = hit ? YES : NO;
+        }
       }
     }
-  };
-  // Cheap programs need no parallelism (and no promise fan-out per message).
-  await Promise.all(Array.from({ length: cost(k) === 0 ? 1 : PARALLEL }, worker));
+    open = narrow(open);
+  }
+
+  // Round 3: bodies the full-text copy proves free of the term.
+  for (const l of leaves) {
+    if (l.op !== 'body' || !open.length) continue;
+    const probe = bodyProbe(l.value);
+    if (probe.length < MIN_BODY_PROBE) continue;
+    const known = run.known[l.id]!;
+    const ask = open.filter((i) => known[i] === UNKNOWN);
+    if (!ask.length) continue;
+    let without: ReadonlySet<string> | null = null;
+    try {
+      if (!(await src.bodyPrefilterPays(ask.length))) continue;
+      const missing = ask.map((i) => messages[i]!.blobHash).filter((h) => !metas.has(h));
+      for (const part of batches(missing, BATCH)) for (const [h, stored] of await src.load(part, false)) metas.set(h, stored.meta);
+      const candidates = ask.flatMap((i) => {
+        const m = messages[i]!;
+        const meta = metas.get(m.blobHash);
+        return meta === undefined ? [] : [{ hash: m.blobHash, meta, size: m.size }];
+      });
+      without = await src.bodiesWithout(candidates, probe);
+    } catch {
+      without = null; // a prefilter only: the exact round answers
+    }
+    if (!without) continue;
+    for (const i of ask) if (without.has(messages[i]!.blobHash)) known[i] = NO;
+    open = narrow(open);
+  }
+
+  // Round 4: the rest, exactly.
+  const needsBytes = (i: number) => leaves.some((l) => l.op !== 'sentdate' && run.known[l.id]![i] === UNKNOWN);
+  for (const part of batches(open, EXACT_BATCH)) {
+    let stored: ReadonlyMap<string, StoredMessage> | null = null;
+    try {
+      stored = await src.load(part.map((i) => messages[i]!.blobHash), part.some(needsBytes));
+    } catch {
+      stored = null; // each message loads its own data below
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < part.length) {
+        const i = part[next++]!;
+        const m = messages[i]!;
+        try {
+          hits[i] = (await matches(k, new MessageData(src, m, stored ? (stored.get(m.blobHash) ?? null) : undefined), i, run)) ? 1 : 0;
+        } catch {
+          hits[i] = 0;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, part.length) }, worker));
+  }
+
   const out: Array<{ m: MessageUid; seq: number }> = [];
   hits.forEach((h, i) => {
     if (h) out.push({ m: messages[i]!, seq: i + 1 });

@@ -4,6 +4,7 @@ import { tokenText, type Command } from '../parser.ts';
 import { formatSequenceSet } from '../sequence-set.ts';
 import { parseSearchKeys, runSearch, savedSearch, setSavedSearch, SearchSyntaxError, usesModseq, type MessageSource } from '../search-keys.ts';
 import type { ImapSession } from '../session.ts';
+import { bodiesWithout, bodyPrefilterPays, headerBlocks, loadMessages } from '../../store/search-index.ts';
 import type { CommandSpec } from './index.ts';
 
 /**
@@ -30,9 +31,13 @@ export async function readRange(s: ImapSession, hash: string, start: number, end
 
 /** Where the SEARCH (and SORT/THREAD) evaluator reads messages from. */
 export function source(s: ImapSession): MessageSource {
+  const data = s.ctx.data;
   return {
-    meta: (hash) => s.ctx.data.blobMeta(hash),
+    load: (hashes, withData) => loadMessages(data, hashes, withData),
     read: (hash, start, end) => readRange(s, hash, start, end),
+    headerBlocks: (hashes) => headerBlocks(data, hashes),
+    bodiesWithout: (messages, probe) => bodiesWithout(data, messages, probe),
+    bodyPrefilterPays: (n) => bodyPrefilterPays(data, n),
   };
 }
 

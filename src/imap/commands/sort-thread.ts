@@ -149,10 +149,20 @@ async function sort(s: ImapSession, cmd: Command, byUid: boolean): Promise<strin
   return `${cmd.name} completed`;
 }
 
-/** The References header of each message, read from its header block in the blob, PARALLEL at a time. */
+/**
+ * The References header of each message, from its header block: those of small
+ * messages in batches from the database, the others read from the blob, PARALLEL at a time.
+ */
 async function referenceItems(s: ImapSession, hits: ReadonlyArray<{ m: MessageUid; seq: number }>, items: SortItem[], ix: Map<string, MessageIndex>): Promise<ReferencesItem[]> {
   const out = new Array<ReferencesItem>(hits.length);
   const src = source(s);
+  const blocks = new Map<string, Buffer>();
+  const hashes = [...new Set(hits.map((h) => h.m.blobHash))];
+  try {
+    for (let i = 0; i < hashes.length; i += META_BATCH) for (const [hash, b] of await src.headerBlocks(hashes.slice(i, i + META_BATCH))) blocks.set(hash, b.head);
+  } catch {
+    // read one by one below
+  }
   let next = 0;
   const worker = async () => {
     while (next < hits.length) {
@@ -162,7 +172,7 @@ async function referenceItems(s: ImapSession, hits: ReadonlyArray<{ m: MessageUi
       let references: string | null = null;
       if (meta) {
         try {
-          const block = await src.read(m.blobHash, meta.root.headerStart, meta.root.bodyStart);
+          const block = blocks.get(m.blobHash) ?? (await src.read(m.blobHash, meta.root.headerStart, meta.root.bodyStart));
           references = first(parseHeaderBlock(block.toString('latin1')), 'references');
         } catch {
           // gone meanwhile: threaded by In-Reply-To alone
