@@ -1032,10 +1032,11 @@ export class DataStore implements ChunkStore {
   async copyMessages(fromMailboxId: number, uids: number[], toMailboxId: number): Promise<CopyResult> {
     const accountId = await this.sameAccount(fromMailboxId, toMailboxId);
     return this.imapTx(accountId, async (trx) => {
-      await this.lockedMailbox(trx, fromMailboxId);
+      const src = await this.lockedMailbox(trx, fromMailboxId);
       const dst = await this.lockedMailbox(trx, toMailboxId);
       const rows = await this.messagesByUid(trx, fromMailboxId, uids);
       if (!rows.length) return { uidvalidity: dst.uidvalidity, pairs: [] };
+      await this.recordTraining(trx, accountId, src, dst, rows.map((r) => r.blob_hash));
       const firstUid = await this.takeUids(trx, toMailboxId, rows.length);
       const first = await this.bumpModseqs(trx, accountId, rows.length);
       const added: Array<{ id: number; uid: number }> = [];
@@ -1225,10 +1226,42 @@ export class DataStore implements ChunkStore {
   }
 
   /** The mailbox, read again under the account lock (it may have been deleted since). */
-  private async lockedMailbox(trx: Transaction<Database>, mailboxId: number): Promise<{ uidvalidity: number }> {
-    const r = await trx.selectFrom('mailboxes').select('uidvalidity').where('id', '=', mailboxId).executeTakeFirst();
+  private async lockedMailbox(trx: Transaction<Database>, mailboxId: number): Promise<{ uidvalidity: number; specialUse: string | null }> {
+    const r = await trx.selectFrom('mailboxes').select(['uidvalidity', 'special_use']).where('id', '=', mailboxId).executeTakeFirst();
     if (!r) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
-    return { uidvalidity: Number(r.uidvalidity) };
+    return { uidvalidity: Number(r.uidvalidity), specialUse: r.special_use };
+  }
+
+  /**
+   * The user's own verdict on messages, for the learning spam filter: copied or
+   * moved into the \Junk mailbox (RFC 6154) → spam; moved or copied out of it into
+   * any mailbox but \Trash → ham (a message thrown away from Junk stays spam).
+   */
+  private async recordTraining(
+    trx: Transaction<Database>,
+    accountId: number,
+    from: { specialUse: string | null },
+    to: { specialUse: string | null },
+    hashes: string[],
+  ): Promise<void> {
+    const junk = (m: { specialUse: string | null }) => m.specialUse === '\\Junk';
+    let verdict: 'spam' | 'ham' | null = null;
+    if (junk(to) && !junk(from)) verdict = 'spam';
+    else if (junk(from) && !junk(to) && to.specialUse !== '\\Trash') verdict = 'ham';
+    if (!verdict || !hashes.length) return;
+    const t = now();
+    for (const part of chunks(hashes, 500)) {
+      await trx
+        .insertInto('training_signals')
+        .values(part.map((h) => ({ account_id: accountId, blob_hash: h, verdict: verdict!, source: 'imap', created_at: t })))
+        .execute();
+    }
+  }
+
+  /** Training signals after `afterId` (the learning filter's cursor), oldest first. */
+  async trainingSignals(afterId = 0, limit = 1000): Promise<Array<{ id: number; accountId: number; blobHash: string; verdict: 'spam' | 'ham'; source: string; createdAt: number }>> {
+    const rows = await this.db.selectFrom('training_signals').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
+    return rows.map((r) => ({ id: r.id, accountId: r.account_id, blobHash: r.blob_hash, verdict: r.verdict, source: r.source, createdAt: Number(r.created_at) }));
   }
 
   /**
@@ -1293,9 +1326,11 @@ export class DataStore implements ChunkStore {
 
   /** MOVE inside a transaction that holds the account lock (moveMessages, RENAME INBOX). */
   private async moveInTx(trx: Transaction<Database>, accountId: number, fromId: number, uids: number[], toId: number): Promise<CopyResult> {
+    const src = await this.lockedMailbox(trx, fromId);
     const dst = await this.lockedMailbox(trx, toId);
     const rows = await this.messagesByUid(trx, fromId, uids);
     if (!rows.length) return { uidvalidity: dst.uidvalidity, pairs: [] };
+    await this.recordTraining(trx, accountId, src, dst, rows.map((r) => r.blob_hash));
     const firstUid = await this.takeUids(trx, toId, rows.length);
     const first = await this.bumpModseqs(trx, accountId, rows.length);
     await this.batchUpdate(trx, 'move', rows.map((r, k) => [r.id, firstUid + k, first + k]), toId);

@@ -10,8 +10,8 @@ import type { CommandSpec } from './index.ts';
 /**
  * COPY / UID COPY (RFC 9051 §6.4.7) and MOVE / UID MOVE (RFC 6851), both with
  * UIDPLUS COPYUID (RFC 4315 §3). A missing target is NO [TRYCREATE].
- * Moving into or out of the \Junk mailbox (RFC 6154) is a training signal for
- * the spam filter (issue #9).
+ * Moving or copying into or out of the \Junk mailbox (RFC 6154) is recorded by
+ * the store as a training signal for the spam filter (DataStore.recordTraining).
  */
 
 /** The target mailbox, or NO [TRYCREATE] (RFC 9051 §6.4.7: the client may CREATE it and retry). */
@@ -57,23 +57,10 @@ async function move(s: ImapSession, cmd: Command, byUid: boolean): Promise<strin
   const modseq = await s.ctx.data.highestModseq(dst.id);
   publishChange(s, sel.info.id, modseq);
   publishChange(s, dst.id, modseq);
-  junkSignal(s, sel.info, dst, r);
   // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGE responses (one VANISHED once QRESYNC is enabled, RFC 7162 §3.2.10).
   s.untagged(`* OK [${copyUid(r)}] Moved`);
   for (const line of removeFromView(s, sel, r.pairs.map((p) => p[0]))) s.untagged(line);
   return `${cmd.name} completed`;
-}
-
-/**
- * Issue #9: a user moving mail into \Junk says "spam", out of it "ham". Logged
- * for now, with the message's UID in the mailbox it is in now; the spam filter
- * will learn from it later.
- */
-function junkSignal(s: ImapSession, from: MailboxInfo, to: MailboxInfo, r: CopyResult): void {
-  const isJunk = (m: MailboxInfo) => m.specialUse === '\\Junk';
-  if (isJunk(from) === isJunk(to)) return;
-  const direction = isJunk(to) ? 'spam' : 'ham';
-  for (const [, uid] of r.pairs) s.ctx.log.info({ user: s.account!.email, uid, mailbox: to.name, direction }, 'junk training signal');
 }
 
 export const copyMoveCommands: CommandSpec[] = [
