@@ -1,6 +1,13 @@
 import net from 'node:net';
 import tls from 'node:tls';
 
+/** A reply read by raw(): untagged responses with literals as raw bytes. */
+export interface RawReply {
+  status: string;
+  text: string;
+  responses: Buffer[];
+}
+
 export interface ImapReply {
   /** OK, NO, BAD (or BYE when the server hung up). */
   status: string;
@@ -114,6 +121,34 @@ export class ImapTestClient {
       }
       lines.push(l);
       if (l.startsWith('* BYE') && this.closed) return { status: 'BYE', text: l, lines };
+    }
+  }
+
+  /**
+   * Sends a command and reads to the tagged reply keeping every untagged response
+   * binary-safe: literals as raw bytes (for byte-exact FETCH checks).
+   */
+  async raw(command: string): Promise<RawReply> {
+    const tag = this.nextTag();
+    this.write(`${tag} ${command}\r\n`);
+    const responses: Buffer[] = [];
+    for (;;) {
+      const parts: Buffer[] = [];
+      let l = await this.line();
+      for (;;) {
+        parts.push(Buffer.from(l, 'utf8'));
+        const m = /~?\{(\d+)\}$/.exec(l);
+        if (!m) break;
+        parts.push(Buffer.from('\r\n'), await this.bytes(Number(m[1])));
+        l = await this.line();
+      }
+      const buf = Buffer.concat(parts);
+      const s = buf.toString('latin1');
+      if (s.startsWith(`${tag} `)) {
+        const [, st, text] = /^\S+ (\S+) ?(.*)$/s.exec(s)!;
+        return { status: st!, text: text!, responses };
+      }
+      responses.push(buf);
     }
   }
 

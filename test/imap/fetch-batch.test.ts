@@ -113,30 +113,7 @@ after(() => t.stop());
 
 // ---- responses ----
 
-/** Untagged responses with their literals as raw bytes, and the tagged status. */
-async function raw(c: ImapTestClient, command: string): Promise<{ status: string; text: string; responses: Buffer[] }> {
-  const tag = c.nextTag();
-  c.write(`${tag} ${command}\r\n`);
-  const responses: Buffer[] = [];
-  for (;;) {
-    const parts: Buffer[] = [];
-    let l = await c.line();
-    for (;;) {
-      parts.push(Buffer.from(l, 'latin1'));
-      const m = /~?\{(\d+)\}$/.exec(l);
-      if (!m) break;
-      parts.push(Buffer.from('\r\n'), await c.bytes(Number(m[1])));
-      l = await c.line();
-    }
-    const buf = Buffer.concat(parts);
-    const s = buf.toString('latin1');
-    if (s.startsWith(`${tag} `)) {
-      const [, st, text] = /^\S+ (\S+) ?(.*)$/s.exec(s)!;
-      return { status: st!, text: text!, responses };
-    }
-    responses.push(buf);
-  }
-}
+const raw = (c: ImapTestClient, command: string) => c.raw(command);
 
 /** `* n FETCH (name value …)`: each item's raw text, and the bytes of literals. */
 function parseFetch(buf: Buffer): { seq: number; items: Map<string, { raw: string; data?: Buffer }> } {

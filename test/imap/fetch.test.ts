@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { startTestServer, inbox, type TestServer } from '../helpers/server.ts';
-import { ImapTestClient } from '../helpers/imap-client.ts';
+import { ImapTestClient, type RawReply } from '../helpers/imap-client.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { formatBodyStructure } from '../../src/imap/bodystructure.ts';
 import type { MessageIndex } from '../../src/mime/types.ts';
@@ -81,36 +81,8 @@ after(() => t.stop());
 
 // ---- a raw response reader and a FETCH response parser (binary-safe) ----
 
-interface Raw {
-  status: string;
-  text: string;
-  /** Untagged responses, literals included as raw bytes. */
-  responses: Buffer[];
-}
-
-async function raw(c: ImapTestClient, command: string): Promise<Raw> {
-  const tag = c.nextTag();
-  c.write(`${tag} ${command}\r\n`);
-  const responses: Buffer[] = [];
-  for (;;) {
-    const parts: Buffer[] = [];
-    let l = await c.line();
-    for (;;) {
-      parts.push(Buffer.from(l, 'utf8'));
-      const m = /~?\{(\d+)\}$/.exec(l);
-      if (!m) break;
-      parts.push(Buffer.from('\r\n'), await c.bytes(Number(m[1])));
-      l = await c.line();
-    }
-    const buf = Buffer.concat(parts);
-    const s = buf.toString('latin1');
-    if (s.startsWith(`${tag} `)) {
-      const [, st, text] = /^\S+ (\S+) ?(.*)$/s.exec(s)!;
-      return { status: st!, text: text!, responses };
-    }
-    responses.push(buf);
-  }
-}
+type Raw = RawReply;
+const raw = (c: ImapTestClient, command: string): Promise<Raw> => c.raw(command);
 
 type Value = { raw: string; data?: Buffer };
 
