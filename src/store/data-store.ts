@@ -181,7 +181,8 @@ function toMessageUid(r: { id: number; uid: number | bigint; modseq: number | bi
 export class DataStore implements ChunkStore {
   constructor(
     readonly db: Kysely<Database>,
-    private readonly hasFts: boolean,
+    /** SQLite's full-text table (search_text) exists: SEARCH may prefilter with it (search-index.ts). */
+    readonly hasFts: boolean,
     /** A backend's faster equivalent of addMessages (same semantics), if it has one. */
     private readonly fastWriter: { addMessages(batch: NewMessage[]): AddedMessage[][] | Promise<AddedMessage[][]> } | null = null,
   ) {}
@@ -1180,8 +1181,7 @@ export class DataStore implements ChunkStore {
   async mailboxView(mailboxId: number): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] } | null> {
     const [row] = await this.mailboxRows({ id: mailboxId });
     if (!row) return null;
-    const v = await this.views.view(row);
-    return { info: await this.views.info(row), messages: v.messages };
+    return this.views.infoAndView(row);
   }
 
   private readonly views = new MailboxViews({

@@ -74,10 +74,15 @@ export class MailboxViews {
 
   /** MailboxInfo of a row: its fields plus the counts of its view. */
   async info(row: MailboxRow): Promise<MailboxInfo> {
+    return (await this.infoAndView(row)).info;
+  }
+
+  /** The info and the message list, from one look at the view. */
+  async infoAndView(row: MailboxRow): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] }> {
     const v = await this.view(row);
     const c = (v.counts ??= countsOf(v.messages));
     const { accountId: _, ...rest } = row;
-    return { ...rest, ...c };
+    return { info: { ...rest, ...c }, messages: v.messages };
   }
 
   /** Forget a mailbox (deleted): its id is never reused, this only frees memory. */

@@ -1,4 +1,4 @@
-import { PostgresAdapter, SqliteAdapter, sql, type RawBuilder } from 'kysely';
+import { PostgresAdapter, sql, type RawBuilder } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { DataStore } from './data-store.ts';
 
@@ -61,24 +61,7 @@ const BATCH = 500;
 /** Messages whose bytes are loaded per query: bounds memory (inline messages are ≤ 64 KiB by default). */
 const DATA_BATCH = 200;
 
-const isSqlite = (data: DataStore) => data.db.getExecutor().adapter instanceof SqliteAdapter;
 const isPostgres = (data: DataStore) => data.db.getExecutor().adapter instanceof PostgresAdapter;
-
-/** Whether the store has the SQLite full-text table (DataStore's own flag is private). */
-const ftsKnown = new WeakMap<DataStore, Promise<boolean>>();
-function hasSearchText(data: DataStore): Promise<boolean> {
-  let p = ftsKnown.get(data);
-  if (!p) {
-    p = isSqlite(data)
-      ? sql<{ n: number }>`SELECT count(*) AS n FROM sqlite_master WHERE name = 'search_text'`.execute(data.db).then(
-          (r) => Number(r.rows[0]?.n ?? 0) > 0,
-          () => false,
-        )
-      : Promise.resolve(false);
-    ftsKnown.set(data, p);
-  }
-  return p;
-}
 
 function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
@@ -178,7 +161,7 @@ const OTHER_PARTS = /"type":"(?:message"|text"(?!,"subtype":"(?:plain|html)"))/;
  * its rows (the scan reads all of them).
  */
 export async function bodyPrefilterPays(data: DataStore, messages: number): Promise<boolean> {
-  if (!messages || !(await hasSearchText(data))) return false;
+  if (!messages || !data.hasFts) return false;
   // rowid is ascending (rows are only inserted): the highest is a cheap upper bound of the rows.
   const top = await sql<{ rowid: number }>`SELECT rowid FROM search_text ORDER BY rowid DESC LIMIT 1`.execute(data.db);
   const rows = Number(top.rows[0]?.rowid ?? 0);
