@@ -57,6 +57,8 @@ const HELP = `usage: npm run bench:imap -- [options]
   --peer            then the same against Dovecot from ../shared/peers (root; Dovecot installed);
                     prints the ratio Postern / Dovecot
   --peer-only       only the Dovecot side (with --peer semantics)
+  --processes P     Postern's [imap] processes: N worker processes (default 0: the sessions run
+                    in the main process) or auto (one per core)
   --keep            keep Postern's temp dir (config, data, server.log)
   --help
 BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" passes node options to Postern.`;
@@ -72,6 +74,7 @@ const { values: o } = parseArgs({
     seed: { type: 'string', default: '1' },
     peer: { type: 'boolean', default: false },
     'peer-only': { type: 'boolean', default: false },
+    processes: { type: 'string', default: '0' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -331,14 +334,15 @@ async function runPostern(): Promise<{ mixes: MixResult[]; big: BigResult[] }> {
   const fillMs = await preparePostern({ dir, users: USERS, domain: 'bench.test', password: PASSWORD, fill, seed: SEED });
   console.log(`  filled ${total} messages in ${(fillMs / 1000).toFixed(1)} s`);
   const port = await freePort();
-  server = await startPosternServe({ dir, imapPort: port });
+  server = await startPosternServe({ dir, imapPort: port, extraToml: ['[imap]', `processes = ${o.processes === 'auto' ? '"auto"' : Number(o.processes)}`] });
   const pid = server.pid!;
   console.log(`  postern serve pid ${pid} on 127.0.0.1:${port}`);
-  const t: Target = { name: 'Postern', port, domain: 'bench.test', cpu: () => cpuMs([pid]) };
+  // The whole tree: with --processes, IMAP worker processes serve the sessions.
+  const t: Target = { name: 'Postern', port, domain: 'bench.test', cpu: () => cpuMs(processTree(pid)) };
   const mixes = await throughput(t);
   const big = BIG ? await bigMailbox(t) : [];
-  const rss = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/)?.[1];
-  console.log(`  server peak RSS ${(Number(rss) / 1024).toFixed(0)} MB`);
+  const rss = processTree(pid).map((p) => Number(fs.readFileSync(`/proc/${p}/status`, 'utf8').match(/VmHWM:\s+(\d+)/)?.[1] ?? 0));
+  console.log(`  server peak RSS ${rss.map((k) => (k / 1024).toFixed(0)).join(' + ')} MB (main process + IMAP workers)`);
   await stopChild(server);
   server = null;
   return { mixes, big };

@@ -7,7 +7,7 @@ import { createLogger } from './log/logger.ts';
 import { openStoresFromConfig, type Stores } from './store/open.ts';
 import { backfillSearch } from './core/search-backfill.ts';
 import { StartupError } from './core/errors.ts';
-import { InternalDirectory } from './directory/directory.ts';
+import { createDirectory } from './directory/create.ts';
 import { Ingest } from './core/ingest.ts';
 import type { Context } from './core/context.ts';
 import { createTlsProvider } from './net/certificates.ts';
@@ -19,6 +19,9 @@ import { ConnectionGuard } from './net/connection-guard.ts';
 import { sendSystemMessage } from './core/notify.ts';
 import { createSmtpServer, listen } from './smtp/server.ts';
 import { createImapServer, type ImapServer } from './imap/server.ts';
+import { createPop3Server } from './pop3/server.ts';
+import { MaildropLocks } from './pop3/lock.ts';
+import { ImapWorkers, createImapDispatcher, imapProcesses } from './imap/workers.ts';
 import type { Logger } from 'pino';
 import { systemResolver, type DnsResolver } from './net/dns.ts';
 import { DeliveryAgent, nodeId } from './queue/agent.ts';
@@ -32,11 +35,17 @@ export interface RunningServer {
   acme: AcmeManager | null;
   /** The outbound delivery agent, or null when off. */
   agent: DeliveryAgent | null;
+  /** The IMAP worker processes (imap.processes), or null when sessions run in this process. */
+  imapWorkers: ImapWorkers | null;
   stop(): Promise<void>;
 }
 
-/** Builds the context (stores, directory, ingest) from a config. Used by `serve` and tests. */
-export async function createContext(config: Config, log?: Logger): Promise<{ ctx: Context; stores: Stores }> {
+/**
+ * Builds the context (stores, directory, ingest) from a config. Used by `serve`, tests and the
+ * IMAP worker processes (`worker`: the main process already created the domains and filled the
+ * search index).
+ */
+export async function createContext(config: Config, log?: Logger, opts: { worker?: boolean } = {}): Promise<{ ctx: Context; stores: Stores }> {
   const logger = log ?? createLogger(config.log);
   const stores = await openStoresFromConfig(config, {
     writerThread: true,
@@ -44,6 +53,8 @@ export async function createContext(config: Config, log?: Logger): Promise<{ ctx
   });
   const pubsub = stores.pubsub;
   const now = () => Date.now();
+  // [directory] backend: the store, or LDAP (users, aliases, groups; nothing connects before the first lookup).
+  const directory = createDirectory(config, stores.data, logger, now);
   const bans = new BanGuard(stores.data, config.bans, logger, (n) => notifyBan(ctx, n), now);
   const ctx: Context = {
     config,
@@ -51,11 +62,11 @@ export async function createContext(config: Config, log?: Logger): Promise<{ ctx
     data: stores.data,
     blobs: stores.blobs,
     pubsub,
-    directory: new InternalDirectory(stores.data),
+    directory,
     ingest: new Ingest(stores.data, stores.blobs, pubsub, logger),
     security: {
       bans,
-      auth: new Authenticator(stores.data, config.auth, bans, logger),
+      auth: new Authenticator(stores.data, config.auth, bans, logger, undefined, directory),
       connections: new ConnectionGuard(
         bans,
         { maxPerIp: config.smtp.max_connections_per_ip, ratePerWindow: config.smtp.connection_rate_limit, windowMs: config.smtp.connection_rate_window },
@@ -64,8 +75,10 @@ export async function createContext(config: Config, log?: Logger): Promise<{ ctx
     },
     now,
   };
-  for (const d of config.domains) await stores.data.ensureDomain(d);
-  await backfillSearch(stores.data, stores.blobs, logger);
+  if (!opts.worker) {
+    for (const d of config.domains) await stores.data.ensureDomain(d);
+    await backfillSearch(stores.data, stores.blobs, logger);
+  }
   return { ctx, stores };
 }
 
@@ -113,6 +126,9 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
   }
   const servers: SMTPServer[] = [];
   const netServers: ImapServer[] = [];
+  // Created before ACME, which hands them its certificates; started with the IMAP listeners.
+  const processes = config.listen.imap || config.listen.imaps ? imapProcesses(config) : 0;
+  const imapWorkers = processes > 0 ? new ImapWorkers(ctx, processes) : null;
   const endpoints: RunningServer['endpoints'] = [];
   let web: WebListeners | null = null;
   let acme: AcmeManager | null = null;
@@ -123,7 +139,10 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       endpoints.push(...web.endpoints);
     }
     if (config.tls.acme.enabled) {
-      acme = new AcmeManager(config, ctx.log, challenges, (c) => tls.addCertificate('tls.acme', c.certPath, c.keyPath, c.hosts));
+      acme = new AcmeManager(config, ctx.log, challenges, (c) => {
+        tls.addCertificate('tls.acme', c.certPath, c.keyPath, c.hosts);
+        imapWorkers?.addCertificate('tls.acme', c.certPath, c.keyPath, c.hosts);
+      });
       acme.start();
     }
     const tcp = [
@@ -149,10 +168,11 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
       endpoints.push({ service, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
     }
+    await imapWorkers?.start();
     for (const mode of ['imap', 'imaps'] as const) {
       const addr = config.listen[mode];
       if (!addr) continue;
-      const server = createImapServer(ctx, mode, tls);
+      const server = imapWorkers ? createImapDispatcher(ctx, mode, imapWorkers, tls) : createImapServer(ctx, mode, tls);
       try {
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
@@ -165,6 +185,30 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
         throw new StartupError(`cannot listen for ${mode} on ${addr} (config key listen.${mode}): ${(err as Error).message}`);
       }
       server.on('error', (err) => ctx.log.error({ err, service: mode }, 'listener error'));
+      netServers.push(server);
+      const bound = server.address();
+      const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
+      endpoints.push({ service: mode, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
+    }
+    // POP3 (RFC 1939) in this process; both listeners share the IN-USE lock (src/pop3/lock.ts).
+    const pop3Locks = new MaildropLocks(ctx);
+    for (const mode of ['pop3', 'pop3s'] as const) {
+      const addr = config.listen[mode];
+      if (!addr) continue;
+      const server = createPop3Server(ctx, mode, tls, pop3Locks);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(splitHostPort(addr).port, splitHostPort(addr).host, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        throw new StartupError(`cannot listen for ${mode} on ${addr} (config key listen.${mode}): ${(err as Error).message}`);
+      }
+      server.on('error', (err) => ctx.log.error({ err, service: mode }, 'listener error'));
+      // Closed with the IMAP listeners on stop (close(), then closeSessions()).
       netServers.push(server);
       const bound = server.address();
       const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
@@ -184,9 +228,11 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
   } catch (err) {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const s of netServers) s.close();
+    await imapWorkers?.stop();
     acme?.stop();
     await web?.close();
     tls.close();
+    await ctx.directory.close();
     await stores.close();
     throw err;
   }
@@ -206,6 +252,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     endpoints,
     acme,
     agent,
+    imapWorkers,
     async stop() {
       clearInterval(housekeeping);
       await agent?.stop();
@@ -213,12 +260,14 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
         s.close();
         s.closeSessions();
       }
+      await imapWorkers?.stop();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       acme?.stop();
       await web?.close();
       tls.close();
       if (config.listen.local) fs.rmSync(config.listen.local, { force: true });
       fs.rmSync(`${config.data_dir}/postern.pid`, { force: true });
+      await ctx.directory.close();
       await stores.close();
     },
   };

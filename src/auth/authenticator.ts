@@ -6,6 +6,8 @@ import { CredentialCache } from './credential-cache.ts';
 import type { BanGuard } from './bans.ts';
 import crypto from 'node:crypto';
 import { decoySecret, deriveScram, formatScram, parseScram, type ScramSecret } from './scram.ts';
+import { InternalDirectory, type Directory, type LoginVerdict } from '../directory/directory.ts';
+import { MECHANISMS } from './sasl.ts';
 
 export interface LoginRequest {
   username: string;
@@ -24,6 +26,14 @@ export type LoginResult = { ok: true; account: { id: number; email: string } } |
  * the web UI): verification with the credential cache, transparent upgrade of
  * imported hashes to argon2id, and on failure a delay (Dovecot auth_failure_delay,
  * doubling per failure from the same client) plus a count toward a ban.
+ *
+ * Where the directory checks passwords itself (LDAP: `directory.authenticate`), the
+ * login goes there instead of the store's hashes: no rehash, no SCRAM secret (LDAP
+ * users cannot use SCRAM-SHA-256: `scramSecret` is null for every name, so the
+ * exchange fails cleanly and PLAIN/LOGIN are the way in). Failures are delayed and
+ * counted exactly as for store users. When the directory cannot answer it throws
+ * DirectoryUnavailableError, which passes through unchanged: a temporary failure for
+ * the protocol to report, not a wrong password, and not counted toward a ban.
  */
 export class Authenticator {
   readonly cache: CredentialCache;
@@ -36,6 +46,7 @@ export class Authenticator {
     private readonly bans: BanGuard,
     private readonly log: Logger,
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+    private readonly directory: Directory = new InternalDirectory(data),
   ) {
     this.cache = new CredentialCache(cfg.cache_ttl);
   }
@@ -44,6 +55,7 @@ export class Authenticator {
     // A connection opened before its client was banned gets no more guesses.
     if (await this.bans.banned(req.address)) return { ok: false, banned: true };
     const username = req.username.trim().toLowerCase();
+    if (this.directory.authenticate) return this.directoryLogin(req, username);
     const account = username && req.password ? await this.data.getAccount(username) : null;
     if (account && account.enabled && account.passwordHash) {
       const stored = account.passwordHash;
@@ -61,11 +73,23 @@ export class Authenticator {
   }
 
   /**
+   * The SASL mechanisms to advertise (SMTP EHLO, IMAP CAPABILITY, POP3 CAPA), strongest
+   * first. Without SCRAM-SHA-256 where the directory checks passwords: no user has a
+   * secret for it, and clients pick the strongest mechanism offered (RFC 4422 §3.1),
+   * so advertising it would make mbsync or mutt fail instead of using PLAIN.
+   */
+  get mechanisms(): readonly string[] {
+    return this.directory.authenticate ? MECHANISMS.filter((m) => m !== 'SCRAM-SHA-256') : MECHANISMS;
+  }
+
+  /**
    * SCRAM-SHA-256: the secret to run the exchange with. Unknown and disabled users
    * get a stable decoy (RFC 5802 §9: do not reveal which users exist); a user
    * without a secret yet (imported hash, never logged in since) gets null.
    */
   async scramSecret(username: string): Promise<ScramSecret | null> {
+    // Directory users (LDAP) have no SCRAM secret: the same answer for every name reveals none of them.
+    if (this.directory.authenticate) return null;
     const u = username.trim().toLowerCase();
     const account = await this.data.getAccount(u);
     if (!account || !account.enabled || !account.passwordHash) return decoySecret(this.decoyKey, u);
@@ -76,9 +100,17 @@ export class Authenticator {
   async scramOutcome(req: Omit<LoginRequest, 'password'>, ok: boolean): Promise<LoginResult> {
     if (await this.bans.banned(req.address)) return { ok: false, banned: true };
     const username = req.username.trim().toLowerCase();
-    const account = ok ? await this.data.getAccount(username) : null;
+    const account = ok && !this.directory.authenticate ? await this.data.getAccount(username) : null;
     if (account && account.enabled) return this.success({ ...req, password: '' }, account, 'scram');
     return this.failure({ ...req, password: '' }, username, 'scram proof');
+  }
+
+  /** A login checked by the directory (LDAP bind or compare); its store account is created on first login. */
+  private async directoryLogin(req: LoginRequest, username: string): Promise<LoginResult> {
+    const verdict: LoginVerdict = username && req.password ? await this.directory.authenticate!(username, req.password) : { kind: 'unknown' };
+    if (verdict.kind === 'ok') return this.success(req, await this.directory.account(verdict.user), `${this.directory.backend}`);
+    const reason = { unknown: 'unknown user', ambiguous: 'ambiguous login name', disabled: 'disabled', 'bad-password': 'password', 'no-password': 'no password in the directory' }[verdict.kind];
+    return this.failure(req, username, reason);
   }
 
   private success(req: LoginRequest, account: { id: number; email: string }, how: string): LoginResult {

@@ -52,6 +52,8 @@ const CRYPT_SCHEMES: Record<string, string[]> = {
   'BLF-CRYPT': ['BLF-CRYPT'],
   ARGON2I: ['ARGON2I', 'ARGON2ID'],
   ARGON2ID: ['ARGON2I', 'ARGON2ID'],
+  // OpenLDAP's pw-argon2 module (slappasswd -o module-load=argon2 -h {ARGON2}): a PHC string of either variant.
+  ARGON2: ['ARGON2I', 'ARGON2ID'],
 };
 const ALIASES: Record<string, string> = { SHA1: 'SHA', CLEAR: 'PLAIN', CLEARTEXT: 'PLAIN' };
 

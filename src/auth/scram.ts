@@ -110,7 +110,7 @@ export class ScramSha256 implements SaslMechanism {
     if (authzid && authzid.toLowerCase() !== user.toLowerCase()) return { kind: 'error', message: 'authorization identity not permitted' };
     this.username = user;
     this.secret = await this.lookup(user);
-    if (!this.secret) return { kind: 'error', message: 'SCRAM is not available for this user yet: log in once with PLAIN' };
+    if (!this.secret) return { kind: 'error', message: 'SCRAM-SHA-256 is not available for this user: use PLAIN or LOGIN' };
     this.nonce = cnonce + this.serverNonce();
     this.serverFirst = `r=${this.nonce},s=${this.secret.salt.toString('base64')},i=${this.secret.iterations}`;
     this.state = 'final';

@@ -2,6 +2,7 @@ import type { Command, Option } from 'commander';
 import { CliError, isEmail, passwordFromStdin, promptPassword, withStores } from './io.ts';
 import { passwordSecrets } from '../auth/secrets.ts';
 import { registerUserImport } from './user-import.ts';
+import { readOnlyUsers, listUsers } from './directory.ts';
 
 export function registerAdmin(program: Command, configOption: () => Option): void {
   const domain = program.command('domain').description('manage the domains Postern receives mail for');
@@ -44,7 +45,8 @@ export function registerAdmin(program: Command, configOption: () => Option): voi
     .option('--no-password', 'create the user without a password (it cannot log in until `user passwd`)')
     .addOption(configOption())
     .action((email: string, opts: { config?: string; passwordStdin?: boolean; password: boolean }) =>
-      withStores(opts, async ({ data }) => {
+      withStores(opts, async ({ data }, loaded) => {
+        readOnlyUsers(loaded.config, `add ${email}`);
         if (!isEmail(email)) throw new CliError(`"${email}" is not an email address`);
         let password: string | null = null;
         if (opts.passwordStdin) password = await passwordFromStdin();
@@ -59,30 +61,26 @@ export function registerAdmin(program: Command, configOption: () => Option): voi
     .description('delete a user and all their mail')
     .addOption(configOption())
     .action((email: string, opts: { config?: string }) =>
-      withStores(opts, async ({ data }) => {
+      withStores(opts, async ({ data }, loaded) => {
+        readOnlyUsers(loaded.config, `remove ${email}`);
         await data.deleteAccount(email);
         console.log(`user ${email.toLowerCase()} deleted`);
       }),
     );
   user
     .command('list')
-    .description('list users with their message count and size')
+    .description('list users with their message count and size (with LDAP: the directory\'s users, and stored mailboxes of addresses no longer in it)')
     .option('--json', 'one JSON object per line')
     .addOption(configOption())
-    .action((opts: { config?: string; json?: boolean }) =>
-      withStores(opts, async ({ data }) => {
-        for (const u of await data.listAccounts()) {
-          console.log(opts.json ? JSON.stringify(u) : `${u.email}\t${u.messages} messages\t${u.bytes} bytes`);
-        }
-      }),
-    );
+    .action((opts: { config?: string; json?: boolean }) => listUsers(opts));
   user
     .command('passwd <email>')
     .description("set a user's password")
     .option('--password-stdin', 'read the password from standard input (first line)')
     .addOption(configOption())
     .action((email: string, opts: { config?: string; passwordStdin?: boolean }) =>
-      withStores(opts, async ({ data }) => {
+      withStores(opts, async ({ data }, loaded) => {
+        readOnlyUsers(loaded.config, `change the password of ${email}`);
         const password = opts.passwordStdin ? await passwordFromStdin() : process.stdin.isTTY ? await promptPassword() : null;
         if (!password) throw new CliError('no password given: use --password-stdin or run on a terminal');
         const { hash, scram } = await passwordSecrets(password);

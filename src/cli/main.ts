@@ -9,6 +9,7 @@ import { registerBan } from './ban.ts';
 import { registerQueue } from './queue.ts';
 import { registerDkim } from './dkim.ts';
 import { registerDomainAdmin } from './domain-admin.ts';
+import { registerDirectory } from './directory.ts';
 
 /** `postern`: one command for the server and its administration. */
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerBan(program, configOption);
   registerQueue(program, configOption);
   registerDkim(program, configOption);
+  registerDirectory(program, configOption);
   registerMigrate(program);
   return program;
 }

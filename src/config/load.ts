@@ -70,6 +70,8 @@ function finish(config: Config, file: string | null): Config {
       submissions: '127.0.0.1:2465',
       imap: '127.0.0.1:2143',
       imaps: '127.0.0.1:2993',
+      pop3: '127.0.0.1:2110',
+      pop3s: '127.0.0.1:2995',
       local: 'postern.sock',
       proxy_protocol: [],
     };
@@ -86,6 +88,8 @@ function finish(config: Config, file: string | null): Config {
   config.dkim.directory = path.resolve(config.data_dir, config.dkim.directory);
   if (config.queue.relay_password_file) config.queue.relay_password_file = path.resolve(base, config.queue.relay_password_file);
   for (const t of config.transport) if (t.password_file) t.password_file = path.resolve(base, t.password_file);
+  if (config.directory.ldap?.bind_password_file) config.directory.ldap.bind_password_file = path.resolve(base, config.directory.ldap.bind_password_file);
+  if (config.directory.ldap?.tls_ca_file) config.directory.ldap.tls_ca_file = path.resolve(base, config.directory.ldap.tls_ca_file);
   {
     const where = file ?? '(embedded defaults)';
     if (!!config.queue.relay_username !== !!config.queue.relay_password_file) throw new ConfigError(`${where}: queue.relay_username and queue.relay_password_file must be given together`);

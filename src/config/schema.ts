@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isAddressOrCidr } from '../net/proxy-protocol.ts';
+import { directorySchema } from './directory.ts';
 
 /**
  * The configuration file's schema. Every key is documented in docs/configuration.md;
@@ -64,6 +65,10 @@ export const configSchema = z
         imap: hostPort.optional(),
         /** IMAP over implicit TLS, RFC 8314 (standard port 993). */
         imaps: hostPort.optional(),
+        /** POP3 with STLS, RFC 1939 / RFC 2595 (standard port 110). */
+        pop3: hostPort.optional(),
+        /** POP3 over implicit TLS, RFC 8314 (standard port 995). */
+        pop3s: hostPort.optional(),
         /** Plain HTTP (standard port 80): today it answers ACME HTTP-01 challenges (tls.acme). */
         http: hostPort.optional(),
         /** HTTPS (standard port 443): today it answers ACME TLS-ALPN-01 challenges (tls.acme). */
@@ -140,6 +145,8 @@ export const configSchema = z
       })
       .strict()
       .default({ allow_plaintext_loopback: false, cache_ttl: 60_000, failure_delay: 2000, failure_delay_max: 15_000 }),
+    /** Where users, aliases and groups come from: the store, or LDAP (src/config/directory.ts, docs/ldap.md). */
+    directory: directorySchema(duration),
     bans: z
       .object({
         /** Ban client IPs that fail to log in too often (fail2ban built in). */
@@ -166,6 +173,41 @@ export const configSchema = z
         repeat_ban_time: 7 * 86_400_000,
         trusted_networks: ['127.0.0.1/32', '::1/128'],
       }),
+    imap: z
+      .object({
+        /**
+         * Worker processes serving IMAP sessions (src/imap/workers.ts): 0 serves them in the main
+         * process; "auto" is one per core. Off by default: on SQLite the processes contend for
+         * the one database file (BENCHMARKS.md: more CPU per command than one process).
+         */
+        processes: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(0),
+      })
+      .strict()
+      .default({ processes: 0 }),
+    pop3: z
+      .object({
+        /** The mailbox POP3 clients download (RFC 1939 knows one maildrop per user). */
+        mailbox: z.string().min(1).default('INBOX'),
+        /**
+         * A second POP3 session of a user while one is open: "refuse" answers it -ERR [IN-USE]
+         * (RFC 2449 §8.1.2; the lock spans every node of a cluster), "allow" lets both run.
+         */
+        in_use: z.enum(['refuse', 'allow']).default('refuse'),
+        /**
+         * Leave-on-server policy advertised as CAPA EXPIRE (RFC 2449 §6.7): "never" keeps mail until
+         * the client deletes it; 0 deletes what a session retrieved when it quits; N (days) deletes,
+         * at the end of a POP3 session, messages that are \Seen and unchanged for N days.
+         */
+        expire: z.union([z.literal('never'), z.number().int().min(0).max(36500)]).default('never'),
+        /** Set \Seen on messages retrieved with RETR, at QUIT (like Dovecot; false: pop3_no_flag_updates). */
+        mark_seen: z.boolean().default(true),
+        /** Minimum time between two logins of a user (RFC 2449 LOGIN-DELAY); 0: none. */
+        login_delay: duration.default(0),
+        /** Inactivity autologout; RFC 1939 §3 asks for at least 10 minutes. */
+        idle_timeout: duration.default(600_000),
+      })
+      .strict()
+      .default({ mailbox: 'INBOX', in_use: 'refuse', expire: 'never', mark_seen: true, login_delay: 0, idle_timeout: 600_000 }),
     submission: z
       .object({
         /** Recipients one user (or local sender address) may send to per rate_window; 0: unlimited. */

@@ -86,7 +86,7 @@ export class ImapSession {
     const caps = ['IMAP4rev1', 'IMAP4rev2', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'UIDPLUS', 'MOVE', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'MULTIAPPEND', 'CONDSTORE', 'QRESYNC'];
     if (this.state === 'not-authenticated') {
       if (!this.secure && this.opts.starttls) caps.push('STARTTLS');
-      if (this.authAllowed) caps.push('AUTH=SCRAM-SHA-256', 'AUTH=PLAIN', 'AUTH=LOGIN');
+      if (this.authAllowed) caps.push(...this.ctx.security.auth.mechanisms.map((m) => `AUTH=${m}`));
       else caps.push('LOGINDISABLED');
     } else {
       caps.push('UTF8=ACCEPT', `APPENDLIMIT=${this.ctx.config.smtp.max_message_size}`, 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE');

@@ -10,6 +10,8 @@ export const R = {
   BAD_DESTINATION: { code: 550, text: '5.1.2 Bad destination mailbox address syntax' },
   NO_LOCAL_RCPT_LMTP: { code: 550, text: '5.1.2 LMTP accepts only local recipients' },
   DIRECTORY_TEMPFAIL: { code: 451, text: '4.3.0 Temporary lookup failure, try again later' },
+  // RFC 3463 §3.5 X.4.3 "Directory server failure": the user directory (LDAP) did not answer (Postfix: 451 4.3.0; we name the cause)
+  DIRECTORY_UNAVAILABLE: { code: 451, text: '4.4.3 Directory server failure, try again later' },
   // RFC 1870 §6.1
   SIZE_AT_MAIL: { code: 552, text: '5.3.4 Message size exceeds fixed limit' },
   SIZE_AT_DATA: { code: 552, text: '5.3.4 Message size exceeds fixed limit' },

@@ -10,13 +10,13 @@ import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
 import { useSharedSaslAuth, type SmtpAuthPolicy } from './auth-command.ts';
-import { MECHANISMS } from '../auth/sasl.ts';
 import { ErrorCounter } from './limits.ts';
 import { HeaderSection, headerFields } from './header-section.ts';
 import { headerAddresses, ownsAddress, type SubmittingAccount } from './sender-rules.ts';
 import { useProxyProtocol } from './proxy-listener.ts';
 import { TrustedProxies } from '../net/proxy-protocol.ts';
 import type { Resolution } from '../directory/directory.ts';
+import { DirectoryUnavailableError } from '../directory/errors.ts';
 import type { RecipientDsn } from '../store/data-store.ts';
 import { sendDsn, withoutReturnPath } from '../queue/bounce.ts';
 
@@ -128,7 +128,8 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     ...(tls?.SNICallback ? { SNICallback: tls.SNICallback } : {}),
     minVersion: TLS_MIN_VERSION,
     authOptional: true,
-    authMethods: [...MECHANISMS],
+    // Without SCRAM-SHA-256 when LDAP checks passwords (Authenticator.mechanisms).
+    authMethods: [...ctx.security.auth.mechanisms],
     disabledCommands: offersAuth ? [] : ['AUTH'],
     // Read by auth-command.ts (not an smtp-server option).
     ...(offersAuth ? ({ posternAuth: authPolicy } as object) : {}),
@@ -200,6 +201,8 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
           cb();
         },
         (err: unknown) => {
+          // An unreachable directory is logged by the directory, once per period.
+          if (err instanceof DirectoryUnavailableError) return cb(new SmtpReplyError(R.DIRECTORY_UNAVAILABLE));
           log.error({ err }, 'sender lookup failed');
           cb(new SmtpReplyError(R.DIRECTORY_TEMPFAIL));
         },
@@ -209,7 +212,13 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
       void handleRcpt(address, session).then(
         () => cb(),
         async (err: unknown) => {
-          const e = err instanceof SmtpReplyError ? err : (log.error({ err }, 'recipient lookup failed'), new SmtpReplyError(R.DIRECTORY_TEMPFAIL));
+          // LDAP down or timing out: 451 4.4.3, never "unknown user" (the directory logs it once per period).
+          const e =
+            err instanceof SmtpReplyError
+              ? err
+              : err instanceof DirectoryUnavailableError
+                ? new SmtpReplyError(R.DIRECTORY_UNAVAILABLE)
+                : (log.error({ err }, 'recipient lookup failed'), new SmtpReplyError(R.DIRECTORY_TEMPFAIL));
           log.info({ client: session.remoteAddress, queue: sessionState(session).queueId, from: session.envelope.mailFrom && session.envelope.mailFrom.address, to: address.address, status: 'reject', reason: e.message }, 'recipient rejected');
           cb(await reject(session, e));
         },

@@ -1362,4 +1362,61 @@ export class DataStore implements ChunkStore {
   private async logChanges(trx: Transaction<Database>, rows: Array<Insertable<ChangesTable>>): Promise<void> {
     for (const part of chunks(rows, 500)) await trx.insertInto('changes').values(part).execute();
   }
+
+  // ---- POP3 (issue #7) ----
+
+  /**
+   * The POP3 UPDATE state (RFC 1939 §6) in one transaction: removes the messages
+   * `expunge` names (whatever their flags: DELE is the user's decision) and adds
+   * \Seen to the `seen` ones that lack it. Written exactly as IMAP EXPUNGE and STORE
+   * write theirs (a modseq and a change row each, HIGHESTMODSEQ), so IMAP sessions,
+   * QRESYNC and JMAP see POP3's changes. UIDs no longer in the mailbox are skipped.
+   * `modseq`: the last one taken (to publish), null when nothing changed.
+   */
+  async pop3Update(mailboxId: number, expunge: number[], seen: number[]): Promise<{ expunged: number[]; seen: number[]; modseq: number | null }> {
+    const accountId = await this.mailboxAccount(mailboxId);
+    return this.imapTx(accountId, async (trx) => {
+      await this.lockedMailbox(trx, mailboxId);
+      const gone = expunge.length ? await this.messagesByUid(trx, mailboxId, expunge) : [];
+      const goneUids = new Set(gone.map((r) => Number(r.uid)));
+      const flagRows = (seen.length ? await this.messagesByUid(trx, mailboxId, seen.filter((u) => !goneUids.has(u))) : []).filter(
+        (r) => !splitFlags(r.flags).some((f) => f.toLowerCase() === '\\seen'),
+      );
+      const n = gone.length + flagRows.length;
+      if (!n) return { expunged: [], seen: [], modseq: null };
+      const first = await this.bumpModseqs(trx, accountId, n);
+      const t = now();
+      if (flagRows.length) {
+        await this.batchUpdate(trx, 'flags', flagRows.map((r, k) => [r.id, normalizeFlags([...splitFlags(r.flags), '\\Seen']).join(' '), first + k]));
+      }
+      const at = first + flagRows.length;
+      await this.logChanges(trx, [
+        ...flagRows.map((r, k) => ({ account_id: accountId, modseq: first + k, mailbox_id: mailboxId, message_id: r.id, uid: Number(r.uid), kind: 'flags', created_at: t })),
+        ...gone.map((r, k) => ({ account_id: accountId, modseq: at + k, mailbox_id: mailboxId, message_id: r.id, uid: Number(r.uid), kind: 'expunge', created_at: t })),
+      ]);
+      for (const ids of chunks(gone.map((r) => r.id))) await trx.deleteFrom('messages').where('id', 'in', ids).execute();
+      await trx.updateTable('mailboxes').set({ highestmodseq: first + n - 1 }).where('id', '=', mailboxId).execute();
+      return { expunged: gone.map((r) => Number(r.uid)), seen: flagRows.map((r) => Number(r.uid)), modseq: first + n - 1 };
+    });
+  }
+
+  /**
+   * POP3 EXPIRE (RFC 2449 §6.7): UIDs of the mailbox's \Seen messages whose last
+   * change (delivery or flag change, from the change log) is older than `before`.
+   * The last change is never earlier than the retrieval that set \Seen, so a message
+   * is kept at least that long after it was read.
+   */
+  async seenUnchangedSince(mailboxId: number, before: number): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('messages as m')
+      .innerJoin('changes as c', (j) => j.onRef('c.account_id', '=', 'm.account_id').onRef('c.modseq', '=', 'm.modseq').onRef('c.mailbox_id', '=', 'm.mailbox_id'))
+      .select('m.uid')
+      .where('m.mailbox_id', '=', mailboxId)
+      .where('c.kind', '!=', 'expunge')
+      .where('c.created_at', '<', before)
+      .where(sql<boolean>`lower(' ' || m.flags || ' ') LIKE ${'% \\seen %'} ESCAPE '!'`)
+      .orderBy('m.uid')
+      .execute();
+    return [...new Set(rows.map((r) => Number(r.uid)))];
+  }
 }

@@ -43,7 +43,7 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
       hostname: 'mx.example.test',
       data_dir: dir,
       domains: ['example.test'],
-      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', submission: '127.0.0.1:0', submissions: '127.0.0.1:0', imap: '127.0.0.1:0', imaps: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
+      listen: { smtp: '127.0.0.1:0', lmtp: '127.0.0.1:0', submission: '127.0.0.1:0', submissions: '127.0.0.1:0', imap: '127.0.0.1:0', imaps: '127.0.0.1:0', pop3: '127.0.0.1:0', pop3s: '127.0.0.1:0', local: path.join(dir, 'postern.sock') },
       log: { level: 'silent' },
       ...overrides,
       store: { ...pgStore, ...overrides.store },
