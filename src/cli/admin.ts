@@ -3,6 +3,7 @@ import { CliError, isEmail, passwordFromStdin, promptPassword, withStores } from
 import { passwordSecrets } from '../auth/secrets.ts';
 import { registerUserImport } from './user-import.ts';
 import { readOnlyUsers, listUsers } from './directory.ts';
+import { size } from '../config/schema.ts';
 
 export function registerAdmin(program: Command, configOption: () => Option): void {
   const domain = program.command('domain').description('manage the domains Postern receives mail for');
@@ -86,6 +87,24 @@ export function registerAdmin(program: Command, configOption: () => Option): voi
         const { hash, scram } = await passwordSecrets(password);
         await data.setPassword(email, hash, scram);
         console.log(`password of ${email.toLowerCase()} changed`);
+      }),
+    );
+
+  user
+    .command('quota <email> <size>')
+    .description('set the storage limit of a user: a size like "2G", "500M" or bytes, or "none"; over it, APPEND/COPY get NO [OVERQUOTA] and mail to the user 452 4.2.2')
+    .addOption(configOption())
+    .action((email: string, limit: string, opts: { config?: string }) =>
+      withStores(opts, async ({ data }, loaded) => {
+        readOnlyUsers(loaded.config, `set the quota of ${email}`);
+        let bytes: number | null = null;
+        if (limit.toLowerCase() !== 'none') {
+          const parsed = size.safeParse(/^\d+$/.test(limit) ? Number(limit) : limit);
+          if (!parsed.success) throw new CliError(`"${limit}" is not a size: give bytes, a size like "2G" or "500M", or "none"`);
+          bytes = parsed.data;
+        }
+        await data.setQuota(email, bytes);
+        console.log(bytes === null ? `quota of ${email.toLowerCase()} removed` : `quota of ${email.toLowerCase()} set to ${bytes} bytes`);
       }),
     );
 

@@ -12,6 +12,8 @@ export const R = {
   DIRECTORY_TEMPFAIL: { code: 451, text: '4.3.0 Temporary lookup failure, try again later' },
   // RFC 3463 §3.5 X.4.3 "Directory server failure": the user directory (LDAP) did not answer (Postfix: 451 4.3.0; we name the cause)
   DIRECTORY_UNAVAILABLE: { code: 451, text: '4.4.3 Directory server failure, try again later' },
+  // RFC 3463 §3.3 X.2.2 "Mailbox full": temporary, so the sender retries while the user makes room (Dovecot answers 552 5.2.2 unless quota_full_tempfail)
+  MAILBOX_FULL: { code: 452, text: '4.2.2 Mailbox full, try again later' },
   // RFC 1870 §6.1
   SIZE_AT_MAIL: { code: 552, text: '5.3.4 Message size exceeds fixed limit' },
   SIZE_AT_DATA: { code: 552, text: '5.3.4 Message size exceeds fixed limit' },

@@ -6,6 +6,7 @@ import { TLS_MIN_VERSION } from '../net/tls.ts';
 import { isLoopback } from '../net/ip.ts';
 import { LineEndingNormalizer } from './line-endings.ts';
 import { newQueueId, rfc5322Date, traceHeaders } from './received.ts';
+import { overQuota } from '../core/quota.ts';
 import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
@@ -264,6 +265,19 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     if (resolution.remote.length && mode === 'lmtp') {
       // LMTP hands over the final delivery; forwarding is the MTA's job.
       if (!resolution.accounts.length) throw new SmtpReplyError(R.NO_LOCAL_RCPT_LMTP, `<${addr}>`);
+    }
+    // Quota (accounts.quota_bytes, also reported over IMAP, RFC 9208): a user's own address or an
+    // alias of one user is refused while the mailbox is full, counting the size the client
+    // declared (RFC 1870). A group's members are not checked one by one: the group is not refused
+    // for one member's full mailbox.
+    if (resolution.accounts.length === 1 && !resolution.remote.length) {
+      const args = session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, string> | false | undefined) : undefined;
+      const declared = Number((args && args['SIZE']) || 0) || 0;
+      const q = await overQuota(ctx.data, resolution.accounts[0]!.id, declared);
+      if (q) {
+        log.warn({ to: addr, used: q.bytes, limit: q.limitBytes, declared }, 'recipient mailbox full');
+        throw new SmtpReplyError(R.MAILBOX_FULL, `<${addr}>`);
+      }
     }
     (address as SMTPServerAddress & RcptState).resolution = resolution;
   }

@@ -423,6 +423,12 @@ export class DataStore implements ChunkStore {
     return (await this.db.selectFrom('blobs').select('meta').where('hash', '=', hash).executeTakeFirst())?.meta ?? null;
   }
 
+  /** Sets a user's storage limit in octets (null: none); IMAP QUOTA reports it, APPEND/COPY and delivery enforce it. */
+  async setQuota(email: string, bytes: number | null): Promise<void> {
+    const r = await this.db.updateTable('accounts').set({ quota_bytes: bytes }).where('email', '=', email.toLowerCase()).executeTakeFirst();
+    if (!r.numUpdatedRows) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
+  }
+
   /** An account's storage limit in bytes (RFC 9208 STORAGE), null when it has none. */
   async accountQuotaBytes(accountId: number): Promise<number | null> {
     const row = await this.db.selectFrom('accounts').select('quota_bytes').where('id', '=', accountId).executeTakeFirst();

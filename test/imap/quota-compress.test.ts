@@ -5,7 +5,11 @@ import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { ImapTestClient } from '../helpers/imap-client.ts';
-import { accountQuota, assertQuota } from '../../src/imap/commands/quota.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import { postern, writeConfig } from '../helpers/cli.ts';
+import { storeToml } from '../helpers/backend.ts';
+import { assertQuota } from '../../src/imap/commands/quota.ts';
+import { accountQuota } from '../../src/core/quota.ts';
 import { ImapError } from '../../src/imap/errors.ts';
 
 /** QUOTA (RFC 9208) and COMPRESS=DEFLATE (RFC 4978). */
@@ -131,6 +135,62 @@ test('assertQuota (the APPEND/COPY hook): NO [OVERQUOTA] when the message would 
   await assertQuota(data, alice.id, 10 * 1024);
   await assert.rejects(assertQuota(data, alice.id, 95 * 1024), (err: unknown) => err instanceof ImapError && err.kind === 'NO' && err.code === 'OVERQUOTA');
   await assertQuota(data, bob.id, 10 ** 12);
+});
+
+test('STATUS DELETED-STORAGE (RFC 9208 §4.4): the KiB an EXPUNGE would free', async () => {
+  const c = await login();
+  try {
+    assert.equal((await c.command('SELECT INBOX')).status, 'OK');
+    const size = Number(/RFC822\.SIZE (\d+)/.exec((await c.command('FETCH 1 RFC822.SIZE')).lines.join(' '))![1]);
+    assert.ok(size > 3000);
+    assert.deepEqual((await c.command('STATUS INBOX (DELETED DELETED-STORAGE)')).lines, ['* STATUS INBOX (DELETED 0 DELETED-STORAGE 0)']);
+    assert.equal((await c.command('STORE 1 +FLAGS.SILENT (\\Deleted)')).status, 'OK');
+    assert.deepEqual((await c.command('STATUS INBOX (DELETED DELETED-STORAGE)')).lines, [`* STATUS INBOX (DELETED 1 DELETED-STORAGE ${Math.ceil(size / 1024)})`]);
+    assert.equal((await c.command('STORE 1 -FLAGS.SILENT (\\Deleted)')).status, 'OK');
+  } finally {
+    c.close();
+  }
+});
+
+test('quota on delivery: `postern user quota` sets it; a full mailbox gets 452 4.2.2 at RCPT (counting SIZE=), others are unaffected; "none" lifts it', async () => {
+  const env = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\n${storeToml(t.store)}`);
+  const data = t.server.ctx.data;
+  const carol = (await data.getAccount('carol@example.test'))!;
+  const used = (await accountQuota(data, carol.id)).bytes;
+  const set = await postern(['user', 'quota', 'carol@example.test', String(used + 4096), '--config', env]);
+  assert.equal(set.status, 0, set.stderr);
+  assert.equal(await data.accountQuotaBytes(carol.id), used + 4096);
+  const bad = await postern(['user', 'quota', 'carol@example.test', 'lots', '--config', env]);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /not a size/);
+  const smtp = await SmtpTestClient.connect({ port: t.smtpPort });
+  try {
+    assert.equal((await smtp.command('EHLO client.test')).code, 250);
+    // Room for 4 KiB: a declared 8 KiB does not fit, a small message does.
+    assert.equal((await smtp.command('MAIL FROM:<x@remote.test> SIZE=8192')).code, 250);
+    const full = await smtp.command('RCPT TO:<carol@example.test>');
+    assert.equal(full.code, 452);
+    assert.equal(full.enhanced, '4.2.2');
+    assert.match(full.text, /<carol@example\.test>: Mailbox full/);
+    // Another user in the same transaction is not affected.
+    assert.equal((await smtp.command('RCPT TO:<bob@example.test>')).code, 250);
+    assert.equal((await smtp.command('RSET')).code, 250);
+    assert.equal((await smtp.command('MAIL FROM:<x@remote.test> SIZE=100')).code, 250);
+    assert.equal((await smtp.command('RCPT TO:<carol@example.test>')).code, 250);
+    assert.equal((await smtp.command('RSET')).code, 250);
+    // Over the limit (a message delivered by the admin's tools, say): every message is refused.
+    await data.setQuota('carol@example.test', used - 1);
+    assert.equal((await smtp.command('MAIL FROM:<x@remote.test>')).code, 250);
+    assert.equal((await smtp.command('RCPT TO:<carol@example.test>')).code, 452);
+    assert.equal((await smtp.command('RSET')).code, 250);
+    const none = await postern(['user', 'quota', 'carol@example.test', 'none', '--config', env]);
+    assert.equal(none.status, 0, none.stderr);
+    assert.equal(await data.accountQuotaBytes(carol.id), null);
+    assert.equal((await smtp.command('MAIL FROM:<x@remote.test> SIZE=1000000')).code, 250);
+    assert.equal((await smtp.command('RCPT TO:<carol@example.test>')).code, 250);
+  } finally {
+    await smtp.quit();
+  }
 });
 
 // ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import { argCount, astring, encodeName, mailboxName } from '../args.ts';
 import { no } from '../errors.ts';
 import { untagged } from '../writer.ts';
 import type { DataStore } from '../../store/data-store.ts';
+import { accountQuota, overQuota, type QuotaUsage } from '../../core/quota.ts';
 import type { ImapSession } from '../session.ts';
 import type { CommandSpec } from './index.ts';
 
@@ -20,7 +21,7 @@ import type { CommandSpec } from './index.ts';
  *    it is never reported and QUOTA=RES-MESSAGE is not advertised.
  * SETQUOTA is refused (NO [NOPERM]): limits are set by the administrator.
  * RFC 9208 §5.1: a server with the STORAGE resource MUST also support the STATUS
- * item DELETED-STORAGE (status.ts; still to be added there).
+ * item DELETED-STORAGE (status.ts).
  *
  * `assertQuota` is the check the commands that add messages call before they add
  * them (APPEND, COPY): NO [OVERQUOTA] (RFC 9208 §4.2, RFC 5530).
@@ -29,37 +30,11 @@ import type { CommandSpec } from './index.ts';
 /** Quota roots per account: the empty name (RFC 9208 §3.2 allows "" as a root name). */
 export const QUOTA_ROOT = '';
 
-export interface QuotaUsage {
-  /** Octets allowed; null: no limit. */
-  limitBytes: number | null;
-  /** Octets used by all messages of the account (all mailboxes). */
-  bytes: number;
-  messages: number;
-}
-
-/** The account's limit (accounts.quota_bytes) and usage (the mailbox list's sizes and counts). */
-export async function accountQuota(data: DataStore, accountId: number): Promise<QuotaUsage> {
-  const [limit, mailboxes] = await Promise.all([data.accountQuotaBytes(accountId), data.listMailboxes(accountId)]);
-  let bytes = 0;
-  let messages = 0;
-  for (const m of mailboxes) {
-    bytes += Number(m.size);
-    messages += Number(m.messages);
-  }
-  return { limitBytes: limit, bytes, messages };
-}
-
-/**
- * Throws NO [OVERQUOTA] when adding `addBytes` octets in `addMessages` messages
- * would take the account over its limit. A check before the write, not a lock:
- * two concurrent appends may together go slightly over (as in Dovecot).
- */
+/** Throws NO [OVERQUOTA] when adding `addBytes` octets would take the account over its limit (core/quota.ts). */
 export async function assertQuota(data: DataStore, accountId: number, addBytes: number, addMessages = 1): Promise<void> {
   if (addBytes <= 0 && addMessages <= 0) return;
-  const q = await accountQuota(data, accountId);
-  if (q.limitBytes !== null && q.bytes + addBytes > q.limitBytes) {
-    throw no(`Quota exceeded: ${kib(q.bytes)} of ${Math.floor(q.limitBytes / 1024)} KiB used, ${kib(addBytes)} KiB more do not fit`, 'OVERQUOTA');
-  }
+  const q = await overQuota(data, accountId, addBytes);
+  if (q) throw no(`Quota exceeded: ${kib(q.bytes)} of ${Math.floor(q.limitBytes! / 1024)} KiB used, ${kib(addBytes)} KiB more do not fit`, 'OVERQUOTA');
 }
 
 function kib(bytes: number): number {

@@ -8,12 +8,12 @@ import type { CommandSpec } from './index.ts';
 
 /**
  * STATUS (RFC 9051 §6.3.11; RFC 3501 §6.3.10 for RECENT; RFC 8438 SIZE;
- * RFC 7162 §3.1.6 HIGHESTMODSEQ; RFC 7889 APPENDLIMIT). The same items serve
+ * RFC 7162 §3.1.6 HIGHESTMODSEQ; RFC 7889 APPENDLIMIT; RFC 9208 §4.4 DELETED-STORAGE). The same items serve
  * LIST … RETURN (STATUS (…)) (RFC 5819, list.ts).
  */
 
 /** RFC 9051 §9 status-att, plus the extensions above. */
-export const STATUS_ITEMS = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'HIGHESTMODSEQ', 'APPENDLIMIT'] as const;
+export const STATUS_ITEMS = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'HIGHESTMODSEQ', 'APPENDLIMIT', 'DELETED-STORAGE'] as const;
 export type StatusItem = (typeof STATUS_ITEMS)[number];
 
 /** The parenthesized item list of STATUS or of LIST's STATUS return option; unknown items are BAD. */
@@ -64,6 +64,13 @@ async function statusValue(s: ImapSession, info: MailboxInfo, item: StatusItem):
       // RFC 9051 §6.3.11: messages with the \Deleted flag.
       const msgs = await s.ctx.data.listMessageUids(info.id);
       return msgs.reduce((n, m) => (m.flags.includes('\\Deleted') ? n + 1 : n), 0);
+    }
+    case 'DELETED-STORAGE': {
+      // RFC 9208 §4.4: what EXPUNGE would free, in the STORAGE resource's unit (1024 octets,
+      // rounded up like the usage in QUOTA responses).
+      const msgs = await s.ctx.data.listMessageUids(info.id);
+      const bytes = msgs.reduce((n, m) => (m.flags.includes('\\Deleted') ? n + m.size : n), 0);
+      return Math.ceil(bytes / 1024);
     }
   }
 }
