@@ -401,6 +401,35 @@ test('DELETE or RENAME of the selected mailbox leaves the selected state', async
   }
 });
 
+test('a mailbox another session deletes: its messages are reported expunged (not at once during FETCH), then the selection is empty', async () => {
+  const a = await connect('gina@example.test');
+  const b = await connect('gina@example.test');
+  try {
+    await ok(a, 'CREATE Shared');
+    for (let i = 1; i <= 2; i++) {
+      const msg = `Subject: shared ${i}\r\n\r\nbody\r\n`;
+      assert.equal((await a.command(`APPEND Shared {${msg.length}+}\r\n${msg}`)).status, 'OK');
+    }
+    assert.ok((await ok(a, 'SELECT Shared')).includes('* 2 EXISTS'));
+    await ok(b, 'DELETE Shared');
+    // RFC 9051 §7.5.1: no EXPUNGE during FETCH; the messages' flags are frozen until then.
+    const f = await ok(a, 'FETCH 1:2 (FLAGS)');
+    assert.equal(f.filter((l) => / EXPUNGE$/.test(l)).length, 0, JSON.stringify(f));
+    // NOOP reports both as expunged (RFC 2180 §3.3: a server may expunge instead of disconnecting).
+    const n = await ok(a, 'NOOP');
+    assert.deepEqual(n.filter((l) => / EXPUNGE$/.test(l)), ['* 2 EXPUNGE', '* 1 EXPUNGE']);
+    const after = await a.command('FETCH 1 (FLAGS)');
+    assert.equal(after.status, 'BAD', 'no message 1 any more');
+    // The name is free again; a new mailbox under it has a new UIDVALIDITY.
+    await ok(b, 'CREATE Shared');
+    await ok(a, 'UNSELECT');
+    assert.ok((await ok(a, 'SELECT Shared')).includes('* 0 EXISTS'));
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
 test('mailbox commands need a login', async () => {
   for (const cmd of ['LIST "" *', 'STATUS INBOX (MESSAGES)', 'CREATE x', 'DELETE x', 'RENAME x y', 'SUBSCRIBE x', 'UNSUBSCRIBE x', 'LSUB "" *']) {
     // A fresh connection each: three bad commands before login end one.
