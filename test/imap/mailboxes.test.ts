@@ -430,6 +430,20 @@ test('a mailbox another session deletes: its messages are reported expunged (not
   }
 });
 
+test('RENAME: IMAP4rev2 sessions get the new name in a LIST with OLDNAME (RFC 9051 §6.3.6); rev1 sessions do not', async () => {
+  const c = await connect('gina@example.test');
+  try {
+    await ok(c, 'CREATE Before');
+    assert.deepEqual(await ok(c, 'RENAME Before After'), []);
+    await ok(c, 'ENABLE IMAP4rev2');
+    assert.deepEqual(await ok(c, 'RENAME After "Après coup"'), ['* LIST () "/" "Après coup" ("OLDNAME" (After))']);
+    // RENAME INBOX moves the messages and keeps INBOX: no old name to report.
+    assert.deepEqual(await ok(c, 'RENAME INBOX "Old mail"'), []);
+  } finally {
+    c.close();
+  }
+});
+
 test('mailbox commands need a login', async () => {
   for (const cmd of ['LIST "" *', 'STATUS INBOX (MESSAGES)', 'CREATE x', 'DELETE x', 'RENAME x y', 'SUBSCRIBE x', 'UNSUBSCRIBE x', 'LSUB "" *']) {
     // A fresh connection each: three bad commands before login end one.

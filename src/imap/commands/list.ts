@@ -113,6 +113,14 @@ function line(s: ImapSession, kind: 'LIST' | 'LSUB', attrs: string[], name: stri
   return untagged(items, { utf8: s.utf8 });
 }
 
+/**
+ * RFC 9051 §6.3.6: after a RENAME, IMAP4rev2 clients learn the new name from an untagged LIST
+ * with the OLDNAME extended data item (RFC 5258 §3.5 grammar; RFC 5465 §5.4).
+ */
+export function renamedResponse(s: ImapSession, name: string, oldName: string): Buffer {
+  return untagged(['LIST', '()', DELIM, { astring: encodeName(s, name) }, [{ string: 'OLDNAME' }, [{ astring: encodeName(s, oldName) }]]], { utf8: s.utf8 });
+}
+
 async function list(s: ImapSession, cmd: Command): Promise<void> {
   const o: ListOptions = { subscribedSel: false, specialUseSel: false, recursiveMatch: false, returnSubscribed: false, returnStatus: null, extended: false };
   const args = cmd.args;

@@ -3,6 +3,7 @@ import { bad, no } from '../errors.ts';
 import type { ImapSession } from '../session.ts';
 import type { Command } from '../parser.ts';
 import { isSelfOrChild, MAILBOX_DELIMITER } from '../../store/imap-model.ts';
+import { renamedResponse } from './list.ts';
 import type { CommandSpec } from './index.ts';
 
 /**
@@ -95,6 +96,8 @@ export const mailboxCommands: CommandSpec[] = [
         if (!fresh || fresh.uidvalidity !== sel.info.uidvalidity) deselect(s, 'Selected mailbox renamed');
         else sel.info = fresh;
       }
+      // RENAME INBOX moves its messages and leaves INBOX (RFC 9051 §6.3.6): no old name went away.
+      if (s.rev2 && from !== 'INBOX') s.write(renamedResponse(s, to, from));
       changed(s, info.highestmodseq);
     },
   },
