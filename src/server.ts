@@ -45,7 +45,7 @@ export interface RunningServer {
  * IMAP worker processes (`worker`: the main process already created the domains and filled the
  * search index).
  */
-export async function createContext(config: Config, log?: Logger, opts: { worker?: boolean } = {}): Promise<{ ctx: Context; stores: Stores }> {
+export async function createContext(config: Config, log?: Logger, opts: { worker?: boolean; resolver?: DnsResolver } = {}): Promise<{ ctx: Context; stores: Stores }> {
   const logger = log ?? createLogger(config.log);
   const stores = await openStoresFromConfig(config, {
     writerThread: true,
@@ -74,6 +74,7 @@ export async function createContext(config: Config, log?: Logger, opts: { worker
       ),
     },
     now,
+    dns: opts.resolver ?? systemResolver(config.dns.servers, config.dns.timeout),
   };
   if (!opts.worker) {
     for (const d of config.domains) await stores.data.ensureDomain(d);
@@ -107,7 +108,7 @@ async function notifyBan(ctx: Context, n: BanNotice): Promise<void> {
 }
 
 export interface ServerOptions {
-  /** DNS for MX lookups (tests pass a fake one); default: the system resolver. */
+  /** DNS for every lookup (MX routing, policy checks; tests pass their own); default: [dns] servers, else the system resolver. */
   resolver?: DnsResolver;
   /** Run the outbound delivery agent (default true; a test of the queue tools turns it off). */
   delivery?: boolean;
@@ -116,7 +117,7 @@ export interface ServerOptions {
 export async function startServer(config: Config, log?: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
   // loadConfig resolves it already; a config built in code (tests, benchmarks) may not have.
   config.dkim.directory = path.resolve(config.data_dir, config.dkim.directory);
-  const { ctx, stores } = await createContext(config, log);
+  const { ctx, stores } = await createContext(config, log, { resolver: opts.resolver });
   let tls;
   try {
     tls = await createTlsProvider(config, ctx.log);
@@ -239,7 +240,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
   fs.writeFileSync(`${config.data_dir}/postern.pid`, String(process.pid));
   let agent: DeliveryAgent | null = null;
   if (opts.delivery !== false) {
-    agent = new DeliveryAgent(ctx, opts.resolver ?? systemResolver(), new DkimSigner(config.dkim.directory, ctx.log, { enabled: config.dkim.sign }), nodeId(config.data_dir));
+    agent = new DeliveryAgent(ctx, ctx.dns, new DkimSigner(config.dkim.directory, ctx.log, { enabled: config.dkim.sign }), nodeId(config.data_dir));
     await agent.start();
   }
   // Expired counters, bans and failure records (policy_state) are dropped every 10 minutes.

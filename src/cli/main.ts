@@ -10,6 +10,7 @@ import { registerQueue } from './queue.ts';
 import { registerDkim } from './dkim.ts';
 import { registerDomainAdmin } from './domain-admin.ts';
 import { registerDirectory } from './directory.ts';
+import { registerPolicy } from './policy.ts';
 
 /** `postern`: one command for the server and its administration. */
 export function buildProgram(): Command {
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerQueue(program, configOption);
   registerDkim(program, configOption);
   registerDirectory(program, configOption);
+  registerPolicy(program, configOption);
   registerMigrate(program);
   return program;
 }

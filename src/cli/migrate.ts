@@ -52,8 +52,11 @@ const TABLES: TableSpec[] = [
   { table: 'queue', key: ['id'], batch: 500 },
   { table: 'search_pending', key: ['hash'], batch: 1000 },
   { table: 'policy_state', key: ['kind', 'key'], batch: 1000 },
+  { table: 'subscriptions', key: ['account_id', 'name'], batch: 1000 },
+  { table: 'training_signals', key: ['id'], batch: 1000 },
+  { table: 'access_rules', key: ['id'], batch: 1000 },
 ];
-const SERIAL_TABLES: Table[] = ['accounts', 'aliases', 'mailboxes', 'messages', 'changes', 'queue'];
+const SERIAL_TABLES: Table[] = ['accounts', 'aliases', 'mailboxes', 'messages', 'changes', 'queue', 'training_signals', 'access_rules'];
 /** At most this many inline message bytes in one INSERT of blobs. */
 const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 /** Same rule as `[store] schema` in the config. */

@@ -173,6 +173,57 @@ export const configSchema = z
         repeat_ban_time: 7 * 86_400_000,
         trusted_networks: ['127.0.0.1/32', '::1/128'],
       }),
+    dns: z
+      .object({
+        /**
+         * Resolvers for every DNS lookup of the policy checks (DNSBL, later SPF/DKIM/DMARC):
+         * "127.0.0.1:53", "[2001:db8::53]:53". Empty: the system's (/etc/resolv.conf).
+         */
+        servers: z.array(z.string().min(1)).default([]),
+        /** Per try (each query is tried twice). */
+        timeout: duration.default(5000),
+      })
+      .strict()
+      .default({ servers: [], timeout: 5000 }),
+    policy: z
+      .object({
+        /**
+         * Clients that skip the inbound checks (access lists, DNSBL) and may relay, like Postfix's
+         * mynetworks. Empty by default: loopback TCP is not trusted (local submission uses the socket).
+         */
+        trusted_networks: z.array(z.string().refine(isAddressOrCidr, 'expected an IP address or CIDR, e.g. "192.0.2.0/24"')).default([]),
+        dnsbl: z
+          .object({
+            /**
+             * DNS blocklists (reject_rbl_client) and allowlists: a zone name (weight 1), or a table
+             * with `zone`, `weight` (negative for an allowlist) and `answers` (the 127.x.y.z
+             * addresses that count; default any in 127.0.0.0/8 except 127.255.255.x, the
+             * "query refused" codes).
+             */
+            zones: z
+              .array(
+                z.union([
+                  z.string().min(1),
+                  z
+                    .object({
+                      zone: z.string().min(1),
+                      weight: z.number().default(1),
+                      answers: z.array(z.string().refine(isAddressOrCidr, 'expected an address or CIDR in 127.0.0.0/8')).default([]),
+                    })
+                    .strict(),
+                ]),
+              )
+              .default([]),
+            /** A client is refused when the weights of the zones listing it add up to this. */
+            threshold: z.number().default(1),
+            /** Per lookup; a lookup that times out or fails counts as not listed (fails open). */
+            timeout: duration.default(3000),
+          })
+          .strict()
+          .default({ zones: [], threshold: 1, timeout: 3000 }),
+      })
+      .strict()
+      .default({ trusted_networks: [], dnsbl: { zones: [], threshold: 1, timeout: 3000 } }),
     imap: z
       .object({
         /**

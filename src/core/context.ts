@@ -8,6 +8,7 @@ import type { Ingest } from './ingest.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { BanGuard } from '../auth/bans.ts';
 import type { ConnectionGuard } from '../net/connection-guard.ts';
+import type { DnsResolver } from '../net/dns.ts';
 
 /** Login and abuse defences shared by every protocol. */
 export interface Security {
@@ -28,4 +29,6 @@ export interface Context {
   security: Security;
   /** Clock, injectable for tests. */
   now: () => number;
+  /** DNS for the policy checks and MX lookups ([dns] servers; tests pass their own). */
+  dns: DnsResolver;
 }

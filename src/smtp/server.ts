@@ -7,6 +7,7 @@ import { isLoopback } from '../net/ip.ts';
 import { LineEndingNormalizer } from './line-endings.ts';
 import { newQueueId, rfc5322Date, traceHeaders } from './received.ts';
 import { overQuota } from '../core/quota.ts';
+import { InboundPolicy, type PolicyConnection } from '../policy/inbound.ts';
 import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
@@ -53,6 +54,8 @@ interface SessionState {
   counted: boolean;
   /** The client left (possibly while its admission was still being checked). */
   closed?: boolean;
+  /** MX port, untrusted client: its policy checks (DNSBL lookups started at connect). */
+  policy?: PolicyConnection;
 }
 
 /**
@@ -76,6 +79,8 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
   const offersAuth = mode === 'mx' || mode === 'submission' || mode === 'submissions';
   const isSubmission = mode === 'submission' || mode === 'submissions';
   if (mode === 'submissions' && !tls) throw new Error('listen.submissions needs a TLS certificate');
+  // Inbound checks (access lists, DNSBL) on the MX port: not for authenticated or trusted clients.
+  const policy = mode === 'mx' ? new InboundPolicy(ctx) : null;
 
   const authPolicy: SmtpAuthPolicy = {
     // RFC 8314 §3 / RFC 4954 §4: passwords only inside TLS; loopback may be exempted (auth.allow_plaintext_loopback).
@@ -160,6 +165,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
           // Gone while the ban lookup ran: onClose had nothing to release yet, so release here.
           if (st.closed) return guard.release(ip);
           st.counted = true;
+          if (policy && !policy.trusts(ip)) st.policy = policy.connection(ip);
           log.info({ client: ip, session: session.id }, 'connect');
           cb();
         },
@@ -253,7 +259,8 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     await checkSendRate(session, account);
     const resolution = await ctx.directory.resolve(addr);
     if (resolution.kind === 'non-local') {
-      if (mode === 'local' || account) {
+      // policy.trusted_networks may relay (Postfix permit_mynetworks); nobody else without AUTH.
+      if (mode === 'local' || account || (policy && policy.trusts(session.remoteAddress))) {
         (address as SMTPServerAddress & RcptState).resolution = { kind: 'deliver', accounts: [], remote: [addr.toLowerCase()] };
         return;
       }
@@ -277,6 +284,19 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
       if (q) {
         log.warn({ to: addr, used: q.bytes, limit: q.limitBytes, declared }, 'recipient mailbox full');
         throw new SmtpReplyError(R.MAILBOX_FULL, `<${addr}>`);
+      }
+    }
+    // Inbound checks (src/policy/inbound.ts), for known local recipients: their own rules apply.
+    const checks = sessionState(session).policy;
+    if (checks && !account) {
+      const from = session.envelope.mailFrom ? session.envelope.mailFrom.address.toLowerCase() : '';
+      const { verdict, results } = await checks.rcpt({ ip: session.remoteAddress, helo: session.hostNameAppearsAs, from, to: addr.toLowerCase(), users: resolution.accounts.map((a) => a.email) });
+      // The mail log says why: every check that ran, with its reason.
+      if (results.some((r) => r.verdict.reason)) {
+        log.info({ client: session.remoteAddress, from, to: addr, decision: verdict.kind, checks: results.map((r) => `${r.check}: ${r.verdict.kind}${r.verdict.reason ? ` (${r.verdict.reason})` : ''}`) }, 'policy');
+      }
+      if (verdict.kind === 'reject' || verdict.kind === 'tempfail' || verdict.kind === 'disconnect') {
+        throw new SmtpReplyError({ code: verdict.reply.code, text: `${verdict.reply.enhanced} ${verdict.reply.text}` });
       }
     }
     (address as SMTPServerAddress & RcptState).resolution = resolution;

@@ -1,6 +1,9 @@
 import { CompiledQuery, PostgresAdapter, sql, type Compilable, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { ChunkStore } from './blob-chunks.ts';
-import type { Database, QueueTable } from './schema.ts';
+import type { AccessRulesTable, Database, QueueTable } from './schema.ts';
+
+/** An access rule as the policy checks and the CLI see it. */
+export type AccessRule = Pick<AccessRulesTable, 'scope' | 'kind' | 'value' | 'action'>;
 import { queueRows, type QueueSpec } from './queue-rows.ts';
 
 export type { QueueSpec, RecipientDsn } from './queue-rows.ts';
@@ -1262,6 +1265,30 @@ export class DataStore implements ChunkStore {
         .values(part.map((h) => ({ account_id: accountId, blob_hash: h, verdict: verdict!, source: 'imap', created_at: t })))
         .execute();
     }
+  }
+
+  /** Adds an access rule (src/policy/access.ts); false when the same scope, kind and value has one already. */
+  async addAccessRule(r: AccessRule): Promise<boolean> {
+    const existing = await this.db.selectFrom('access_rules').select('id').where('scope', '=', r.scope).where('kind', '=', r.kind).where('value', '=', r.value).executeTakeFirst();
+    if (existing) {
+      await this.db.updateTable('access_rules').set({ action: r.action }).where('id', '=', existing.id).execute();
+      return false;
+    }
+    await this.db.insertInto('access_rules').values({ scope: r.scope, kind: r.kind, value: r.value, action: r.action, created_at: Date.now() }).execute();
+    return true;
+  }
+
+  /** Removes a rule; false when there was none. */
+  async deleteAccessRule(scope: string, kind: AccessRule['kind'], value: string): Promise<boolean> {
+    const res = await this.db.deleteFrom('access_rules').where('scope', '=', scope).where('kind', '=', kind).where('value', '=', value).executeTakeFirst();
+    return Number(res.numDeletedRows) > 0;
+  }
+
+  /** The rules of these scopes ('' is everyone's), oldest first; every rule when `scopes` is null. */
+  async accessRules(scopes: string[] | null): Promise<AccessRule[]> {
+    let q = this.db.selectFrom('access_rules').select(['scope', 'kind', 'value', 'action']).orderBy('id');
+    if (scopes) q = q.where('scope', 'in', scopes.length ? scopes : ['']);
+    return q.execute();
   }
 
   /** Training signals after `afterId` (the learning filter's cursor), oldest first. */

@@ -222,6 +222,23 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('training_signals_account').on('training_signals').columns(['account_id', 'id']).execute();
     },
   },
+  '0010_access_rules': {
+    // Access lists (the anti-spam issue, #9): rules the administrator (scope '', everyone) or a
+    // user (scope = their address; a name, not an account id, so LDAP users have them too) sets
+    // on client addresses, senders and recipients: reject, or accept (skip the other checks).
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('access_rules')
+        .addColumn('id', idType(db), (c) => idColumn(db, c))
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('access_rules_key').on('access_rules').columns(['scope', 'kind', 'value']).unique().execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -149,6 +149,16 @@ export interface TrainingSignalsTable {
   created_at: number;
 }
 
+/** An access rule (src/policy/access.ts): scope '' is everyone's, else a user's address. */
+export interface AccessRulesTable {
+  id: Generated<number>;
+  scope: string;
+  kind: 'client' | 'sender' | 'recipient';
+  value: string;
+  action: 'reject' | 'accept';
+  created_at: number;
+}
+
 export interface PolicyStateTable {
   kind: string;
   key: string;
@@ -171,6 +181,7 @@ export interface Database {
   queue: QueueTable;
   subscriptions: SubscriptionsTable;
   training_signals: TrainingSignalsTable;
+  access_rules: AccessRulesTable;
 }
 
 export type Timestamp = ColumnType<number, number, number>;
