@@ -146,9 +146,15 @@ for (const mode of ['bind', 'compare'] as const) {
       for (const [user, pass] of [['bob', 'bob-pw'], ['carol', 'carol-pw']]) assert.match(await pop3Login(t, user!, pass!), /^\+OK Logged in/, user);
     });
 
-    test('SCRAM-SHA-256 is refused cleanly for LDAP users', async () => {
+    test('SCRAM-SHA-256 is not offered to LDAP users (no secret for it), and refused cleanly when a client insists', async () => {
       const c = await SmtpTestClient.connect({ port: t.submissionPort, localAddress: '127.0.0.31' });
-      await c.command('EHLO client.test');
+      const ehlo = await c.command('EHLO client.test');
+      assert.ok(ehlo.lines.includes('AUTH PLAIN LOGIN'), ehlo.text);
+      const i = await ImapTestClient.connect(t.imapPort);
+      const caps = await i.command('CAPABILITY');
+      assert.match(caps.lines.join(' '), / AUTH=PLAIN AUTH=LOGIN/);
+      assert.doesNotMatch(caps.lines.join(' '), /SCRAM/);
+      i.close();
       const r = await c.command(`AUTH SCRAM-SHA-256 ${Buffer.from('n,,n=alice@example.test,r=abcdefghijklmnop').toString('base64')}`);
       assert.equal(r.code, 501);
       assert.match(r.text, /not available for this user: use PLAIN/);
