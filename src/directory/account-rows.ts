@@ -44,9 +44,7 @@ export class AccountRows {
     }
     const want = JSON.stringify([user.quotaBytes, user.displayName]);
     if (this.synced.get(row.id) !== want) {
-      // DataStore has no setter for these columns yet; this is the one place outside
-      // src/store that writes them (a one-row update through its query builder).
-      await this.data.db.updateTable('accounts').set({ quota_bytes: user.quotaBytes, display_name: user.displayName }).where('id', '=', row.id).execute();
+      await this.data.setAccountProfile(row.id, user.quotaBytes, user.displayName);
       this.synced.set(row.id, want);
     }
     return { id: row.id, email: row.email };

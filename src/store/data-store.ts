@@ -432,6 +432,11 @@ export class DataStore implements ChunkStore {
     if (!r.numUpdatedRows) throw new MailError('NOT_FOUND', `no user ${email.toLowerCase()}`);
   }
 
+  /** Quota and display name of an account (a directory user's, copied from LDAP: directory/account-rows.ts). */
+  async setAccountProfile(accountId: number, quotaBytes: number | null, displayName: string | null): Promise<void> {
+    await this.db.updateTable('accounts').set({ quota_bytes: quotaBytes, display_name: displayName }).where('id', '=', accountId).execute();
+  }
+
   /** An account's storage limit in bytes (RFC 9208 STORAGE), null when it has none. */
   async accountQuotaBytes(accountId: number): Promise<number | null> {
     const row = await this.db.selectFrom('accounts').select('quota_bytes').where('id', '=', accountId).executeTakeFirst();
