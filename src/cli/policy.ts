@@ -5,6 +5,7 @@ import { CliError, isEmail, withStores } from './io.ts';
 import { systemResolver } from '../net/dns.ts';
 import { createDirectory } from '../directory/create.ts';
 import { InboundPolicy } from '../policy/inbound.ts';
+import { greylistPeek } from '../policy/greylist.ts';
 import { AccessRuleError, normalizeRuleValue, type AccessAction, type AccessKind } from '../policy/access.ts';
 
 /**
@@ -92,7 +93,8 @@ export function registerPolicy(program: Command, configOption: () => Option): vo
         const log = pino({ level: 'silent' });
         const directory = createDirectory(config, data, log);
         try {
-          const inbound = new InboundPolicy({ config, data, dns: systemResolver(config.dns.servers, config.dns.timeout) });
+          // A dry run must not record greylisting triplets: the greylist is reported, not consulted.
+          const inbound = new InboundPolicy({ config: { ...config, policy: { ...config.policy, greylist: { ...config.policy.greylist, enabled: false } } }, data, dns: systemResolver(config.dns.servers, config.dns.timeout), now: () => Date.now() });
           const to = opts.to.toLowerCase();
           const from = opts.from.toLowerCase().replace(/^<|>$/g, '');
           console.log(`client [${opts.ip}]${opts.helo ? ` helo ${opts.helo}` : ''} from <${from}> to <${to}>`);
@@ -105,9 +107,16 @@ export function registerPolicy(program: Command, configOption: () => Option): vo
           console.log(`  recipient: delivers to ${[...resolution.accounts.map((a) => a.email), ...resolution.remote].join(', ') || '(nobody)'}`);
           const { verdict, results } = await inbound.connection(opts.ip).rcpt({ ip: opts.ip, helo: opts.helo, from, to, users: resolution.accounts.map((a) => a.email) });
           for (const r of results) console.log(`  ${r.check.padEnd(8)} ${r.verdict.kind}${r.verdict.reason ? `: ${r.verdict.reason}` : ''} (${r.ms} ms)`);
-          if (opts.message) console.log('  content: no content checks yet (greylisting, SPF/DKIM/DMARC and scoring come with issue #9)');
+          let decision = verdict.kind === 'continue' || verdict.kind === 'accept' ? 'accept' : verdict.kind;
+          if (config.policy.greylist.enabled && verdict.kind === 'continue') {
+            // Looked at, not recorded: a dry run must not start the triplet's delay.
+            const g = await greylistPeek(data, config.policy.greylist, opts.ip, from, to, Date.now());
+            console.log(`  greylist ${g === 'pass' ? 'continue: passes (known triplet, auto-whitelisted client or whitelisted domain)' : 'tempfail: a new triplet, its first try gets 451 4.7.1'}`);
+            if (g === 'greylist') decision = 'tempfail';
+          }
+          if (opts.message) console.log('  content: no content checks yet (SPF/DKIM/DMARC and scoring come with issue #9)');
           const reply = verdict.kind === 'reject' || verdict.kind === 'tempfail' || verdict.kind === 'disconnect' ? ` (${verdict.reply.code} ${verdict.reply.enhanced} ${verdict.reply.text})` : '';
-          console.log(`decision: ${verdict.kind === 'continue' ? 'accept' : verdict.kind}${reply}`);
+          console.log(`decision: ${decision}${reply}`);
         } finally {
           await directory.close();
         }

@@ -221,9 +221,30 @@ export const configSchema = z
           })
           .strict()
           .default({ zones: [], threshold: 1, timeout: 3000 }),
+        greylist: z
+          .object({
+            /** Postgrey's behaviour (src/policy/greylist.ts): off unless turned on. */
+            enabled: z.boolean().default(false),
+            /** A retry sooner than this after the first try is greylisted again. */
+            delay: duration.default(60_000),
+            /** A retry later than this after the first try counts as a first try. */
+            retry_window: duration.default(2 * 86_400_000),
+            /** A triplet (and an auto-whitelisted client) is forgotten this long after its last message. */
+            max_age: duration.default(35 * 86_400_000),
+            /** A client network (/24, /64) that passed this many times is not delayed any more; 0: never. */
+            auto_whitelist: z.number().int().min(0).default(5),
+            /** Sender domains (and their subdomains) never delayed, e.g. big senders that retry from changing pools. */
+            whitelist_domains: z.array(z.string().min(1)).default([]),
+          })
+          .strict()
+          .default({ enabled: false, delay: 60_000, retry_window: 2 * 86_400_000, max_age: 35 * 86_400_000, auto_whitelist: 5, whitelist_domains: [] }),
       })
       .strict()
-      .default({ trusted_networks: [], dnsbl: { zones: [], threshold: 1, timeout: 3000 } }),
+      .default({
+        trusted_networks: [],
+        dnsbl: { zones: [], threshold: 1, timeout: 3000 },
+        greylist: { enabled: false, delay: 60_000, retry_window: 2 * 86_400_000, max_age: 35 * 86_400_000, auto_whitelist: 5, whitelist_domains: [] },
+      }),
     imap: z
       .object({
         /**

@@ -2,6 +2,7 @@ import type { Context } from '../core/context.ts';
 import { TrustedProxies as AddressSet } from '../net/proxy-protocol.ts';
 import { accessCheck } from './access.ts';
 import { dnsblCheck, dnsblZones, lookupDnsbl, type DnsblResult } from './dnsbl.ts';
+import { greylistCheck } from './greylist.ts';
 import { runStage, type Check, type PolicyInput } from './pipeline.ts';
 import type { CheckResult, Verdict } from './verdict.ts';
 
@@ -14,7 +15,8 @@ const CHECK_TIMEOUT_MS = 20_000;
  * PolicyConnection that starts its DNS lookups at connect.
  *
  * Checks, in order (RCPT stage): access lists (src/policy/access.ts), DNSBL/DNSWL
- * (src/policy/dnsbl.ts). Greylisting, SPF/DKIM/DMARC and content scoring come next (issue #9).
+ * (src/policy/dnsbl.ts), greylisting (src/policy/greylist.ts). SPF/DKIM/DMARC and content
+ * scoring come next (issue #9).
  */
 export class InboundPolicy {
   private readonly trusted: AddressSet;
@@ -22,7 +24,7 @@ export class InboundPolicy {
   private readonly threshold: number;
   private readonly timeoutMs: number;
 
-  constructor(private readonly ctx: Pick<Context, 'config' | 'data' | 'dns'>) {
+  constructor(private readonly ctx: Pick<Context, 'config' | 'data' | 'dns' | 'now'>) {
     const p = ctx.config.policy;
     this.trusted = new AddressSet(p.trusted_networks);
     this.zones = dnsblZones(p.dnsbl);
@@ -48,6 +50,9 @@ export class InboundPolicy {
     return (lookup) => {
       const checks: Check[] = [accessCheck(this.ctx.data)];
       if (this.zones.length) checks.push(dnsblCheck(() => lookup ?? this.lookup(ip), this.threshold));
+      // Last: only mail nothing else refused is delayed (and its triplet remembered).
+      const grey = this.ctx.config.policy.greylist;
+      if (grey.enabled) checks.push(greylistCheck(this.ctx.data, grey, () => this.ctx.now()));
       return checks;
     };
   }
