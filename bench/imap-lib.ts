@@ -336,6 +336,8 @@ export interface PosternSetup {
   /** user → number of messages to put in its INBOX. */
   fill: Map<string, number>;
   seed: number;
+  /** Message i for a user (default: the corpus, corpusMessage). */
+  message?: (seed: number, i: number, to: string) => CorpusMessage;
 }
 
 /**
@@ -363,7 +365,7 @@ export async function preparePostern(s: PosternSetup, onProgress?: (done: number
     const worker = async () => {
       while (next < count) {
         const i = next++;
-        const m = corpusMessage(s.seed, i, email);
+        const m = (s.message ?? corpusMessage)(s.seed, i, email);
         await ingest.ingestBuffer(m.data, { deliveries: [{ accountId, flags: m.seen ? ['\\Seen'] : [] }], queue: null, internalDate: m.date * 1000 });
         if (++done % 1000 === 0) onProgress?.(done, total);
       }
@@ -378,6 +380,8 @@ export interface ServeOptions {
   dir: string;
   imapPort: number;
   imapsPort?: number;
+  /** POP3 (listen.pop3, plaintext + STLS) for bench/pop3.ts. */
+  pop3Port?: number;
   extraToml?: string[];
 }
 
@@ -392,6 +396,7 @@ export async function startPosternServe(o: ServeOptions): Promise<ChildProcess> 
       '[listen]',
       `imap = "127.0.0.1:${o.imapPort}"`,
       ...(o.imapsPort ? [`imaps = "127.0.0.1:${o.imapsPort}"`] : []),
+      ...(o.pop3Port ? [`pop3 = "127.0.0.1:${o.pop3Port}"`] : []),
       '[auth]',
       // LOGIN without TLS on loopback, as Dovecot allows on localhost (disable_plaintext_auth
       // exempts "secured" loopback connections); the credential cache is the default (60 s).
@@ -433,6 +438,46 @@ export function tail(file: string, lines = 20): string {
     return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
+  }
+}
+
+/**
+ * Fills a Dovecot peer user's INBOX (../shared/peers, /tmp/peers/mail) with messages as maildir
+ * files in cur/ (what Dovecot's LMTP delivery would leave there, without waiting for thousands of
+ * fsynced deliveries): flags in the ":2,S" suffix, the internal date as the file's mtime, owned by
+ * nobody:nogroup like the peer's mail. Dovecot indexes them on first use.
+ */
+export function fillDovecotMaildir(email: string, count: number, message: (i: number) => CorpusMessage): void {
+  const [user, domain] = email.split('@') as [string, string];
+  const home = path.join('/tmp/peers/mail', domain, user);
+  for (const d of ['cur', 'new', 'tmp']) fs.mkdirSync(path.join(home, d), { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const m = message(i);
+    // S= and W= (physical and CRLF size, equal here: the files have CRLF line ends), as LMTP delivery writes them;
+    // without W= Dovecot reads every message to size it for POP3 STAT/LIST and IMAP RFC822.SIZE.
+    const f = path.join(home, 'cur', `${m.date}.M${i}P1.bench,S=${m.data.length},W=${m.data.length}:2,${m.seen ? 'S' : ''}`);
+    fs.writeFileSync(f, m.data);
+    fs.utimesSync(f, m.date, m.date);
+    fs.chownSync(f, 65534, 65534);
+  }
+  for (const d of [path.join('/tmp/peers/mail', domain), home, ...['cur', 'new', 'tmp'].map((x) => path.join(home, x))]) fs.chownSync(d, 65534, 65534);
+}
+
+/**
+ * Runs `fn` against the Postfix + Dovecot 2.3 peer of ../shared/peers (root; Dovecot installed):
+ * starts it clean, passes Dovecot's master pid, stops it afterwards whatever happens.
+ */
+export async function withDovecotPeer<T>(fn: (master: number) => Promise<T>): Promise<T> {
+  if (process.getuid?.() !== 0) throw new Error('--peer needs root (../shared/peers/start-peers.sh)');
+  if (!fs.existsSync('/usr/sbin/dovecot')) {
+    throw new Error('--peer needs Dovecot: DEBIAN_FRONTEND=noninteractive apt-get install -y dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix');
+  }
+  console.log('Dovecot: starting ../shared/peers …');
+  execSync(path.join(PEERS, 'start-peers.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
+  try {
+    return await fn(Number(fs.readFileSync('/tmp/peers/dovecot/run/master.pid', 'utf8').trim()));
+  } finally {
+    execSync(path.join(PEERS, 'stop-peers.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
   }
 }
 

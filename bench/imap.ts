@@ -21,16 +21,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { helpAndNumbers } from './options.ts';
 import {
   Imap,
   NEEDLE,
   NOWHERE,
-  PEERS,
   corpusMessage,
   cpuMs,
+  fillDovecotMaildir,
+  withDovecotPeer,
   freePort,
   imapDate,
   machineCpu,
@@ -350,36 +351,14 @@ async function runPostern(): Promise<{ mixes: MixResult[]; big: BigResult[] }> {
 
 // ---- Dovecot (../shared/peers) ------------------------------------------------------------------
 
-/**
- * Fills a peer user's INBOX with the corpus as maildir files in cur/ (what Dovecot's LMTP delivery
- * would leave there, without waiting for 15,000 fsynced deliveries): flags in the ":2,S" suffix,
- * the internal date as the file's mtime, owned by nobody:nogroup like the peer's mail. Dovecot
- * indexes them on the first SELECT.
- */
+/** A peer user's INBOX filled with the corpus (imap-lib.ts fillDovecotMaildir). */
 function fillDovecot(email: string, count: number): void {
-  const [user, domain] = email.split('@') as [string, string];
-  const home = path.join('/tmp/peers/mail', domain, user);
-  for (const d of ['cur', 'new', 'tmp']) fs.mkdirSync(path.join(home, d), { recursive: true });
-  for (let i = 0; i < count; i++) {
-    const m = corpusMessage(SEED, i, email);
-    const f = path.join(home, 'cur', `${m.date}.M${i}P1.bench,S=${m.data.length}:2,${m.seen ? 'S' : ''}`);
-    fs.writeFileSync(f, m.data);
-    fs.utimesSync(f, m.date, m.date);
-    fs.chownSync(f, 65534, 65534);
-  }
-  for (const d of [path.join('/tmp/peers/mail', domain), home, ...['cur', 'new', 'tmp'].map((x) => path.join(home, x))]) fs.chownSync(d, 65534, 65534);
+  fillDovecotMaildir(email, count, (i) => corpusMessage(SEED, i, email));
 }
 
 async function runDovecot(): Promise<{ mixes: MixResult[]; big: BigResult[] }> {
-  if (process.getuid?.() !== 0) throw new Error('--peer needs root (../shared/peers/start-peers.sh)');
-  if (!fs.existsSync('/usr/sbin/dovecot')) {
-    throw new Error('--peer needs Dovecot: DEBIAN_FRONTEND=noninteractive apt-get install -y dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix');
-  }
-  console.log('Dovecot: starting ../shared/peers …');
-  execFileSync(path.join(PEERS, 'start-peers.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
-  try {
+  return withDovecotPeer(async (master) => {
     const port = 3143;
-    const master = Number(fs.readFileSync('/tmp/peers/dovecot/run/master.pid', 'utf8').trim());
     const t0 = performance.now();
     console.log(`  filling maildirs: ${CLIENTS} INBOXes × ${MESSAGES}${BIG ? ` + 1 × ${BIG}` : ''} messages …`);
     for (let u = 1; u <= CLIENTS; u++) fillDovecot(`user${u}@peer.test`, MESSAGES);
@@ -389,9 +368,7 @@ async function runDovecot(): Promise<{ mixes: MixResult[]; big: BigResult[] }> {
     const mixes = await throughput(t);
     const big = BIG ? await bigMailbox(t) : [];
     return { mixes, big };
-  } finally {
-    execFileSync(path.join(PEERS, 'stop-peers.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
-  }
+  });
 }
 
 // ---- main ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, missing } from '../helpers/cli.ts';
+import { ROOT, run, missing } from '../helpers/cli.ts';
 import { inbox, blobText, message, tempDir } from '../helpers/server.ts';
 import { deliver, startPop3TestServer, type Pop3TestServer } from '../helpers/pop3-client.ts';
 
@@ -42,7 +42,8 @@ async function fetchmail(name: string, user: string, port: number, rcOptions: st
     { mode: 0o600 },
   );
   const before = new Set(fs.readdirSync(out));
-  const r = await run('fetchmail', ['-f', rc, '-v', '--nodetach', ...args], { env: { HOME: home, FETCHMAILHOME: home }, timeoutMs: 60_000 });
+  // Its own lock file: as root fetchmail would use /var/run/fetchmail.pid, shared with any other run.
+  const r = await run('fetchmail', ['-f', rc, '-v', '--nodetach', '--pidfile', path.join(home, 'fetchmail.pid'), ...args], { env: { HOME: home, FETCHMAILHOME: home }, timeoutMs: 60_000 });
   const files = fs.readdirSync(out).filter((f) => !before.has(f));
   return { status: r.status, output: r.stdout + r.stderr, messages: files.map((f) => fs.readFileSync(path.join(out, f), 'latin1')) };
 }
@@ -89,4 +90,33 @@ test('fetchmail checks the certificate: the server\'s own (sslcertfile, sslcommo
   const ok = await fetchmail('certck', 'carol@example.test', t.pop3sPort, `sslcertck sslcertfile "${cert}" sslcommonname "mx.example.test"`, ['--ssl', '--keep']);
   assert.equal(ok.status, 0, ok.output);
   assert.equal(ok.messages.length, 1);
+});
+
+test("the README's fetchmail example works as written (POP3S, certificate checked), with keep and then nokeep", { skip }, async () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Downloading mail with POP3'));
+  const example = /```\n(poll [\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(example, 'a fetchmailrc block in the README');
+  // The README's server: hostname localhost (its self-signed certificate's name), user alice@localhost.
+  const u = await startPop3TestServer({ hostname: 'localhost', domains: ['localhost'] }, { users: ['alice@localhost'] });
+  try {
+    for (const s of ['r1', 'r2']) await deliver(u, 'alice@localhost', message(s));
+    const home = path.join(dir, 'readme');
+    fs.mkdirSync(path.join(home, 'Mail', 'postern'), { recursive: true });
+    const rc = example.replace('port 2995', `port ${u.pop3sPort}`).replace('/path/to/postern/data/tls/selfsigned.crt', path.join(u.dir, 'tls', 'selfsigned.crt'));
+    const runIt = async (text: string) => {
+      fs.writeFileSync(path.join(home, '.fetchmailrc'), text, { mode: 0o600 });
+      // Only HOME: fetchmail reads ~/.fetchmailrc and keeps ~/.fetchids (UIDLs seen), as for a user.
+      return run('fetchmail', ['-v', '--nodetach', '--pidfile', path.join(home, 'fetchmail.pid')], { env: { HOME: home, FETCHMAILHOME: undefined }, timeoutMs: 60_000 });
+    };
+    const keep = await runIt(rc);
+    assert.equal(keep.status, 0, keep.stdout + keep.stderr);
+    assert.equal(fs.readdirSync(path.join(home, 'Mail', 'postern')).length, 2);
+    assert.equal((await inbox(u, 'alice@localhost')).length, 2);
+    const nokeep = await runIt(rc.replace(/^ {2}keep$/m, '  nokeep fetchall'));
+    assert.equal(nokeep.status, 0, nokeep.stdout + nokeep.stderr);
+    assert.equal((await inbox(u, 'alice@localhost')).length, 0);
+  } finally {
+    await u.stop();
+  }
 });
