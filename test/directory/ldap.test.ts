@@ -155,6 +155,12 @@ for (const mode of ['bind', 'compare'] as const) {
       assert.match(caps.lines.join(' '), / AUTH=PLAIN AUTH=LOGIN/);
       assert.doesNotMatch(caps.lines.join(' '), /SCRAM/);
       i.close();
+      const p = await Pop3TestClient.connect(t.pop3Port);
+      const capa = await p.multi('CAPA');
+      assert.ok(capa.lines.includes('SASL PLAIN LOGIN'), capa.lines.join(' | '));
+      assert.equal((await p.multi('AUTH')).lines.join(' '), 'PLAIN LOGIN');
+      assert.match(await p.cmd('AUTH SCRAM-SHA-256'), /^-ERR Unsupported mechanism; use one of PLAIN LOGIN/);
+      await p.cmd('QUIT');
       const r = await c.command(`AUTH SCRAM-SHA-256 ${Buffer.from('n,,n=alice@example.test,r=abcdefghijklmnop').toString('base64')}`);
       assert.equal(r.code, 501);
       assert.match(r.text, /not available for this user: use PLAIN/);

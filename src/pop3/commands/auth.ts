@@ -51,13 +51,15 @@ export const auth: CommandSpec<CommandOf<'AUTH'>> = {
   states: ['authorization'],
   async run(s, cmd) {
     if (cmd.mechanism === null) {
-      s.write(`+OK\r\n${MECHANISMS.join('\r\n')}\r\n.\r\n`);
+      // Without SCRAM-SHA-256 when LDAP checks passwords (no SCRAM secret there): Authenticator.mechanisms.
+      s.write(`+OK\r\n${s.ctx.security.auth.mechanisms.join('\r\n')}\r\n.\r\n`);
       return;
     }
     requireAuthAllowed(s);
     const name = cmd.mechanism;
-    const mech = (MECHANISMS as readonly string[]).includes(name) ? createMechanism(name, (u) => s.ctx.security.auth.scramSecret(u)) : null;
-    if (!mech) throw err(`Unsupported mechanism; use one of ${MECHANISMS.join(' ')}`);
+    const offered = s.ctx.security.auth.mechanisms;
+    const mech = offered.includes(name) && (MECHANISMS as readonly string[]).includes(name) ? createMechanism(name, (u) => s.ctx.security.auth.scramSecret(u)) : null;
+    if (!mech) throw err(`Unsupported mechanism; use one of ${offered.join(' ')}`);
     let initial: Buffer | null = null;
     if (cmd.initial !== null) {
       const r = decodeResponse(cmd.initial, true);

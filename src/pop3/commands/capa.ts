@@ -1,4 +1,3 @@
-import { MECHANISMS } from '../../auth/sasl.ts';
 import type { Pop3Session } from '../session.ts';
 import type { CommandSpec } from './index.ts';
 
@@ -16,7 +15,7 @@ export function capabilities(s: Pop3Session): string[] {
   caps.push('UTF8 USER');
   if (s.state === 'authorization') {
     if (!s.secure && s.opts.starttls) caps.push('STLS');
-    if (s.authAllowed) caps.push('USER', `SASL ${MECHANISMS.join(' ')}`);
+    if (s.authAllowed) caps.push('USER', `SASL ${s.ctx.security.auth.mechanisms.join(' ')}`);
   }
   caps.push('IMPLEMENTATION Postern');
   return caps;

@@ -1,4 +1,5 @@
 import type { LoginResult } from '../../auth/authenticator.ts';
+import { DirectoryUnavailableError } from '../../directory/errors.ts';
 import { Pop3Error, err, errLine } from '../errors.ts';
 import type { Pop3Session } from '../session.ts';
 
@@ -23,7 +24,8 @@ export async function finishLogin(s: Pop3Session, check: () => Promise<LoginResu
     result = await check();
   } catch (e) {
     if (e instanceof Pop3Error) throw e;
-    s.log.error({ err: e }, 'authentication backend failed');
+    // An unreachable directory logs itself, once per period (not per login).
+    if (!(e instanceof DirectoryUnavailableError)) s.log.error({ err: e }, 'authentication backend failed');
     throw err('Temporary authentication failure, try again later', 'SYS/TEMP');
   }
   if (s.isClosed) return;
