@@ -37,8 +37,16 @@ export interface RunningServer {
   agent: DeliveryAgent | null;
   /** The IMAP worker processes (imap.processes), or null when sessions run in this process. */
   imapWorkers: ImapWorkers | null;
+  /**
+   * Applies a re-read configuration (SIGHUP): the keys in RELOADABLE take effect for new
+   * connections; the others are reported as needing a restart and left as they were.
+   */
+  reload(next: Config): { applied: string[]; restart: string[] };
   stop(): Promise<void>;
 }
+
+/** Top-level config keys a running server takes over on reload. */
+export const RELOADABLE = ['policy', 'dns'] as const;
 
 /**
  * Builds the context (stores, directory, ingest) from a config. Used by `serve`, tests and the
@@ -254,6 +262,22 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     acme,
     agent,
     imapWorkers,
+    reload(next) {
+      const applied: string[] = [];
+      const restart: string[] = [];
+      const cur = config as unknown as Record<string, unknown>;
+      const nxt = next as unknown as Record<string, unknown>;
+      for (const key of Object.keys(nxt)) {
+        if (JSON.stringify(cur[key]) === JSON.stringify(nxt[key])) continue;
+        if ((RELOADABLE as readonly string[]).includes(key)) {
+          // A new object: the policy rebuilds what it derived from the old one (src/policy/inbound.ts).
+          cur[key] = nxt[key];
+          applied.push(key);
+        } else restart.push(key);
+      }
+      if (applied.includes('dns') && !opts.resolver) ctx.dns = systemResolver(config.dns.servers, config.dns.timeout);
+      return { applied, restart };
+    },
     async stop() {
       clearInterval(housekeeping);
       await agent?.stop();

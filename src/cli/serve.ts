@@ -34,6 +34,22 @@ export function registerServe(program: Command, configOption: () => Option): voi
           () => process.exit(1),
         );
       };
+      // `systemctl reload` / kill -HUP: re-read the config file; [policy] and [dns] apply to new
+      // connections at once, other changes are named as needing a restart.
+      process.on('SIGHUP', () => {
+        let next;
+        try {
+          next = config(opts).config;
+        } catch (err) {
+          log.error({ err: (err as Error).message }, `configuration not reloaded: ${(err as Error).message}`);
+          return;
+        }
+        const r = server.reload(next);
+        log.info(
+          { applied: r.applied, restart: r.restart },
+          `configuration reloaded${r.applied.length ? `: ${r.applied.join(', ')} applied` : ': nothing to apply'}${r.restart.length ? `; restart to apply ${r.restart.join(', ')}` : ''}`,
+        );
+      });
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });

@@ -1,7 +1,7 @@
 import type { Context } from '../core/context.ts';
 import { TrustedProxies as AddressSet } from '../net/proxy-protocol.ts';
 import { accessCheck } from './access.ts';
-import { dnsblCheck, dnsblZones, lookupDnsbl, type DnsblResult } from './dnsbl.ts';
+import { dnsblCheck, dnsblZones, lookupDnsbl, type DnsblResult, type DnsblZone } from './dnsbl.ts';
 import { greylistCheck } from './greylist.ts';
 import { runStage, type Check, type PolicyInput } from './pipeline.ts';
 import type { CheckResult, Verdict } from './verdict.ts';
@@ -11,59 +11,51 @@ const CHECK_TIMEOUT_MS = 20_000;
 
 /**
  * The inbound policy of the MX port: mail from unauthenticated clients outside
- * `policy.trusted_networks`. Built once per server from the config; each SMTP connection gets a
- * PolicyConnection that starts its DNS lookups at connect.
+ * `policy.trusted_networks`. One per listener; each SMTP connection gets a PolicyConnection
+ * (checks built from the configuration of that moment, so a reload applies to new
+ * connections) that starts its DNS lookups at connect.
  *
  * Checks, in order (RCPT stage): access lists (src/policy/access.ts), DNSBL/DNSWL
  * (src/policy/dnsbl.ts), greylisting (src/policy/greylist.ts). SPF/DKIM/DMARC and content
  * scoring come next (issue #9).
  */
 export class InboundPolicy {
-  private readonly trusted: AddressSet;
-  private readonly zones;
-  private readonly threshold: number;
-  private readonly timeoutMs: number;
+  /** Derived from `ctx.config.policy`; rebuilt when a reload (SIGHUP) replaced that object. */
+  private built: { source: Context['config']['policy']; trusted: AddressSet; zones: DnsblZone[] } | null = null;
 
-  constructor(private readonly ctx: Pick<Context, 'config' | 'data' | 'dns' | 'now'>) {
-    const p = ctx.config.policy;
-    this.trusted = new AddressSet(p.trusted_networks);
-    this.zones = dnsblZones(p.dnsbl);
-    this.threshold = p.dnsbl.threshold;
-    this.timeoutMs = p.dnsbl.timeout;
+  constructor(private readonly ctx: Pick<Context, 'config' | 'data' | 'dns' | 'now'>) {}
+
+  private current() {
+    const p = this.ctx.config.policy;
+    if (this.built?.source !== p) this.built = { source: p, trusted: new AddressSet(p.trusted_networks), zones: dnsblZones(p.dnsbl) };
+    return this.built;
   }
 
   /** Clients in policy.trusted_networks skip the inbound checks and may relay. */
   trusts(ip: string): boolean {
-    return this.trusted.matches(ip);
+    return this.current().trusted.matches(ip);
   }
 
   /** Per connection: the DNSBL lookups start now, while the client says EHLO and MAIL. */
   connection(ip: string): PolicyConnection {
-    return new PolicyConnection(this.checksFor(ip), this.zones.length ? this.lookup(ip) : null);
-  }
-
-  private lookup(ip: string): Promise<DnsblResult> {
-    return lookupDnsbl(this.ctx.dns, this.zones, ip, this.timeoutMs);
-  }
-
-  private checksFor(ip: string): (lookup: Promise<DnsblResult> | null) => Check[] {
-    return (lookup) => {
-      const checks: Check[] = [accessCheck(this.ctx.data)];
-      if (this.zones.length) checks.push(dnsblCheck(() => lookup ?? this.lookup(ip), this.threshold));
-      // Last: only mail nothing else refused is delayed (and its triplet remembered).
-      const grey = this.ctx.config.policy.greylist;
-      if (grey.enabled) checks.push(greylistCheck(this.ctx.data, grey, () => this.ctx.now()));
-      return checks;
-    };
+    const { source: p, zones } = this.current();
+    const lookup = () => lookupDnsbl(this.ctx.dns, zones, ip, p.dnsbl.timeout);
+    const started = zones.length ? lookup() : null;
+    const checks: Check[] = [accessCheck(this.ctx.data)];
+    if (zones.length) checks.push(dnsblCheck(() => started ?? lookup(), p.dnsbl.threshold));
+    // Last: only mail nothing else refused is delayed (and its triplet remembered).
+    if (p.greylist.enabled) checks.push(greylistCheck(this.ctx.data, p.greylist, () => this.ctx.now()));
+    return new PolicyConnection(checks, started);
   }
 }
 
 export class PolicyConnection {
-  private readonly checks: Check[];
-  constructor(build: (lookup: Promise<DnsblResult> | null) => Check[], lookup: Promise<DnsblResult> | null) {
+  constructor(
+    private readonly checks: Check[],
+    lookup: Promise<DnsblResult> | null,
+  ) {
     // Never an unhandled rejection while nobody awaits it yet (lookupDnsbl does not throw; belt and braces).
     lookup?.catch(() => undefined);
-    this.checks = build(lookup);
   }
 
   /** The RCPT stage for one recipient: the first check that decides, and every check's result. */
