@@ -142,6 +142,11 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
     disableReverseLookup: true,
     // Read by greet-delay.ts (not an smtp-server option): only the MX port waits for early talkers.
     ...({ greetDelay: mode === 'mx' ? cfg.greet_delay : 0 } as object),
+    // Read by greet-delay.ts: pregreet detection (postscreen's PREGREET) goes into the mail log.
+    ...({
+      onEarlyTalker: (address: string, command: string) =>
+        log.warn({ client: address, command: command.slice(0, 64).replace(/[^\x20-\x7e]/g, '?') }, 'early talker rejected: a command before the greeting (421; smtp.greet_delay)'),
+    } as object),
     maxClients: cfg.max_connections,
     maxRecipients: cfg.max_recipients,
     maxCommandLength: cfg.max_command_line - 2,

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
@@ -35,7 +35,7 @@ export function tempDir(prefix = 'postern-test-'): string {
  * domain example.test and users alice@ and bob@ (password "secret"). Every TCP
  * listener (smtp, submission, submissions, lmtp) is on; `listen` overrides replace the set.
  */
-export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[]; resolver?: DnsResolver; delivery?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts: { users?: string[]; resolver?: DnsResolver; delivery?: boolean; log?: Logger } = {}): Promise<TestServer> {
   const dir = tempDir();
   const pgStore = testStore();
   const config = parseConfig(
@@ -52,7 +52,7 @@ export async function startTestServer(overrides: Partial<ConfigInput> = {}, opts
   );
   config.listen.local ??= path.join(dir, 'postern.sock');
   // Remote domains: a DNS that always fails temporarily, unless the test brings its own (queued mail stays deferred, nothing bounces).
-  const server = await startServer(config, pino({ level: process.env.POSTERN_TEST_LOG ?? 'silent' }), { resolver: opts.resolver ?? unreachableDns, delivery: opts.delivery ?? true });
+  const server = await startServer(config, opts.log ?? pino({ level: process.env.POSTERN_TEST_LOG ?? 'silent' }), { resolver: opts.resolver ?? unreachableDns, delivery: opts.delivery ?? true });
   const { hash, scram } = await passwordSecrets('secret');
   for (const u of opts.users ?? ['alice@example.test', 'bob@example.test']) await server.ctx.data.addAccount(u, hash, scram);
   const port = (svc: string) => Number(server.endpoints.find((e) => e.service === svc)?.address.split(':').pop() ?? 0);

@@ -1,5 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { pino } from 'pino';
 import { startTestServer, message, type TestServer } from '../helpers/server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
@@ -158,6 +160,30 @@ test('access lists from the CLI: a user blocks a sender for themselves only; the
   const two = await add(['--reject-client', '127.0.0.1', '--reject-sender', 'a@b.test']);
   assert.notEqual(two.status, 0);
   assert.match(two.stderr, /exactly one of/);
+});
+
+test('pregreet: a client that talks before the greeting (smtp.greet_delay) gets 421 and is logged; a patient one is served', async () => {
+  const lines: string[] = [];
+  const s = await startTestServer({ smtp: { greet_delay: '400ms' } }, { log: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
+  try {
+    const early = net.connect({ port: s.smtpPort, host: '127.0.0.1', localAddress: '127.0.0.12' });
+    await new Promise<void>((r) => early.once('connect', () => r()));
+    early.write('EHLO spambot.test\r\n');
+    let got = '';
+    early.on('data', (d: Buffer) => (got += d.toString()));
+    await new Promise<void>((r) => early.once('close', () => r()));
+    assert.match(got, /^421 .*You talk too soon/m);
+    assert.doesNotMatch(got, /^220 /m, 'no greeting for it');
+    const logged = lines.map((l) => JSON.parse(l) as { msg: string; client?: string; command?: string }).find((l) => l.msg.startsWith('early talker rejected'));
+    assert.ok(logged, lines.join('\n'));
+    assert.equal(logged.client, '127.0.0.12');
+    assert.equal(logged.command, 'EHLO spambot.test');
+    const patient = await SmtpTestClient.connect({ port: s.smtpPort });
+    assert.equal(patient.greeting.code, 220);
+    await patient.quit();
+  } finally {
+    await s.stop();
+  }
 });
 
 test('postern policy test: every check with its reason, and the decision', async () => {
