@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SMTPServer } from 'smtp-server';
@@ -91,6 +92,26 @@ export async function createContext(config: Config, log?: Logger, opts: { worker
   return { ctx, stores };
 }
 
+/** Starts a hand-written protocol's listener (IMAP, POP3) on `listen.<service>`; its endpoint for the banner. */
+async function listenNet(ctx: Context, server: net.Server, service: string, addr: string): Promise<{ service: string; address: string }> {
+  const { host, port } = splitHostPort(addr);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    throw new StartupError(`cannot listen for ${service} on ${addr} (config key listen.${service}): ${(err as Error).message}`);
+  }
+  // After listen: a failed listen is reported once, by the error above.
+  server.on('error', (err) => ctx.log.error({ err, service }, 'listener error'));
+  const bound = server.address();
+  return { service, address: `${host.includes(':') ? `[${host}]` : host}:${bound && typeof bound === 'object' ? bound.port : port}` };
+}
+
 /** Tells the administrator (bans.notify, default postmaster@ the first domain) about a new ban. */
 async function notifyBan(ctx: Context, n: BanNotice): Promise<void> {
   const to = ctx.config.bans.notify ?? `postmaster@${(await ctx.data.listDomains())[0] ?? ctx.config.hostname}`;
@@ -182,22 +203,8 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       const addr = config.listen[mode];
       if (!addr) continue;
       const server = imapWorkers ? createImapDispatcher(ctx, mode, imapWorkers, tls) : createImapServer(ctx, mode, tls);
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(splitHostPort(addr).port, splitHostPort(addr).host, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (err) {
-        throw new StartupError(`cannot listen for ${mode} on ${addr} (config key listen.${mode}): ${(err as Error).message}`);
-      }
-      server.on('error', (err) => ctx.log.error({ err, service: mode }, 'listener error'));
+      endpoints.push(await listenNet(ctx, server, mode, addr));
       netServers.push(server);
-      const bound = server.address();
-      const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
-      endpoints.push({ service: mode, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
     }
     // POP3 (RFC 1939) in this process; both listeners share the IN-USE lock (src/pop3/lock.ts).
     const pop3Locks = new MaildropLocks(ctx);
@@ -205,23 +212,9 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       const addr = config.listen[mode];
       if (!addr) continue;
       const server = createPop3Server(ctx, mode, tls, pop3Locks);
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(splitHostPort(addr).port, splitHostPort(addr).host, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (err) {
-        throw new StartupError(`cannot listen for ${mode} on ${addr} (config key listen.${mode}): ${(err as Error).message}`);
-      }
-      server.on('error', (err) => ctx.log.error({ err, service: mode }, 'listener error'));
+      endpoints.push(await listenNet(ctx, server, mode, addr));
       // Closed with the IMAP listeners on stop (close(), then closeSessions()).
       netServers.push(server);
-      const bound = server.address();
-      const port = bound && typeof bound === 'object' ? bound.port : splitHostPort(addr).port;
-      endpoints.push({ service: mode, address: `${splitHostPort(addr).host.includes(':') ? `[${splitHostPort(addr).host}]` : splitHostPort(addr).host}:${port}` });
     }
     if (config.listen.local) {
       const server = createSmtpServer(ctx, 'local', null);
