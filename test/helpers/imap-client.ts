@@ -68,6 +68,19 @@ export class ImapTestClient {
     return c;
   }
 
+  /** Reads lines until one matches `re` (untagged pushes, IDLE): that line, the wait, and the lines skipped. */
+  async waitFor(re: RegExp, timeoutMs = 3000): Promise<{ line: string; ms: number; skipped: string[] }> {
+    const start = Date.now();
+    const skipped: string[] = [];
+    for (;;) {
+      const left = timeoutMs - (Date.now() - start);
+      if (left <= 0) throw new Error(`no line matching ${re} within ${timeoutMs} ms (got ${JSON.stringify(skipped)})`);
+      const l = await this.line(left);
+      if (re.test(l)) return { line: l, ms: Date.now() - start, skipped };
+      skipped.push(l);
+    }
+  }
+
   /** The next line (without CRLF). */
   async line(timeoutMs = 10_000): Promise<string> {
     const end = Date.now() + timeoutMs;

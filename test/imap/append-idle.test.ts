@@ -233,19 +233,6 @@ test('APPEND into the selected mailbox: EXISTS at completion, and another select
   }
 });
 
-/** Reads lines until one matches, returning it and the time it took. */
-async function waitFor(c: ImapTestClient, re: RegExp, timeoutMs = 3000): Promise<{ line: string; ms: number; skipped: string[] }> {
-  const start = Date.now();
-  const skipped: string[] = [];
-  for (;;) {
-    const left = timeoutMs - (Date.now() - start);
-    if (left <= 0) throw new Error(`no line matching ${re} within ${timeoutMs} ms (got ${JSON.stringify(skipped)})`);
-    const l = await c.line(left);
-    if (re.test(l)) return { line: l, ms: Date.now() - start, skipped };
-    skipped.push(l);
-  }
-}
-
 test('IDLE: a message delivered over SMTP is pushed as EXISTS within 1 s; DONE ends it with OK', async () => {
   const c = await login();
   try {
@@ -259,7 +246,7 @@ test('IDLE: a message delivered over SMTP is pushed as EXISTS within 1 s; DONE e
     assert.equal(r.data?.code, 250);
     // From the 250 (the delivery is committed) to the push; the SMTP transaction itself is not counted.
     const sent = Date.now();
-    const got = await waitFor(c, /^\* \d+ EXISTS$/);
+    const got = await c.waitFor(/^\* \d+ EXISTS$/);
     assert.equal(got.line, `* ${n + 1} EXISTS`);
     assert.ok(Date.now() - sent < 1000, `EXISTS after ${Date.now() - sent} ms`);
     await smtp.quit();
@@ -292,20 +279,20 @@ test('IDLE pushes flag changes (FETCH) and EXPUNGE made elsewhere, and APPEND fr
     // flags of message 1
     const st = await data.storeFlags(info.id, [uids[0]!], 'add', ['\\Flagged']);
     t.server.ctx.pubsub.publish({ accountId: acct.id, mailboxId: info.id, modseq: st.messages[0]!.modseq });
-    const f = await waitFor(c, /FETCH/);
+    const f = await c.waitFor(/FETCH/);
     assert.match(f.line, new RegExp(`^\\* 1 FETCH \\(UID ${uids[0]} FLAGS \\(.*\\\\Flagged.*\\)`));
     assert.ok(f.ms < 1000);
     // expunge the last message
     await data.storeFlags(info.id, [uids.at(-1)!], 'add', ['\\Deleted']);
     const ex = await data.expunge(info.id, [uids.at(-1)!]);
     t.server.ctx.pubsub.publish({ accountId: acct.id, mailboxId: info.id, modseq: ex.expunged[0]!.modseq });
-    const e = await waitFor(c, /EXPUNGE/);
+    const e = await c.waitFor(/EXPUNGE/);
     assert.equal(e.line, `* ${n} EXPUNGE`);
     // APPEND by another session
     const msg = Buffer.from(message('From the other session'));
     const r = await appendSync(other, 'INBOX', msg);
     assert.equal(r.status, 'OK', r.text);
-    const x = await waitFor(c, /EXISTS/);
+    const x = await c.waitFor(/EXISTS/);
     assert.equal(x.line, `* ${n} EXISTS`);
     c.write('DONE\r\n');
     assert.equal((await c.read(tag)).status, 'OK');

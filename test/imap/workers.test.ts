@@ -27,15 +27,6 @@ async function login(opts: { starttls?: boolean } = {}): Promise<ImapTestClient>
   return c;
 }
 
-/** Waits for a line matching `re`, skipping others. */
-async function waitFor(c: ImapTestClient, re: RegExp, timeoutMs = 5000): Promise<{ line: string; ms: number }> {
-  const start = Date.now();
-  for (;;) {
-    const l = await c.line(timeoutMs - (Date.now() - start));
-    if (re.test(l)) return { line: l, ms: Date.now() - start };
-  }
-}
-
 async function idle(c: ImapTestClient): Promise<string> {
   const tag = c.nextTag();
   c.write(`${tag} IDLE\r\n`);
@@ -71,7 +62,7 @@ test('a message delivered over SMTP (main process) wakes IDLE in a worker within
     const r = await smtp.sendMail({ from: 'bob@example.test', to: ['alice@example.test'], message: message('To a worker') });
     assert.equal(r.data?.code, 250);
     const sent = Date.now();
-    const got = await waitFor(c, /^\* \d+ EXISTS$/);
+    const got = await c.waitFor(/^\* \d+ EXISTS$/);
     assert.equal(got.line, `* ${n + 1} EXISTS`);
     assert.ok(Date.now() - sent < 1000, `EXISTS after ${Date.now() - sent} ms`);
     await smtp.quit();
@@ -96,16 +87,16 @@ test('STORE, APPEND and EXPUNGE in one worker reach an IDLE session in the other
     assert.equal((await a.command('SELECT INBOX')).status, 'OK');
     const tag = await idle(b);
     assert.equal((await a.command('STORE 1 +FLAGS (\\Flagged)')).status, 'OK');
-    const f = await waitFor(b, /FETCH/);
+    const f = await b.waitFor(/FETCH/);
     assert.match(f.line, /^\* 1 FETCH \(.*FLAGS \(.*\\Flagged/);
     assert.ok(f.ms < 1000, `FETCH after ${f.ms} ms`);
     const msg = message('Appended in the other worker');
     a.write(`${a.nextTag()} APPEND INBOX {${Buffer.byteLength(msg)}+}\r\n${msg}\r\n`);
-    assert.equal((await waitFor(b, /EXISTS$/)).line, `* ${n + 1} EXISTS`);
-    assert.equal((await waitFor(a, /^A\d+ OK/)).line.split(' ')[1], 'OK');
+    assert.equal((await b.waitFor(/EXISTS$/)).line, `* ${n + 1} EXISTS`);
+    assert.equal((await a.waitFor(/^A\d+ OK/)).line.split(' ')[1], 'OK');
     assert.equal((await a.command(`STORE ${n + 1} +FLAGS (\\Deleted)`)).status, 'OK');
     assert.equal((await a.command('EXPUNGE')).status, 'OK');
-    assert.equal((await waitFor(b, /EXPUNGE$/)).line, `* ${n + 1} EXPUNGE`);
+    assert.equal((await b.waitFor(/EXPUNGE$/)).line, `* ${n + 1} EXPUNGE`);
     b.write('DONE\r\n');
     assert.equal((await b.read(tag)).status, 'OK');
   } finally {
