@@ -306,8 +306,10 @@ export function ldapConfig(s: Slapd, secret: string, auth: 'bind' | 'compare', e
         group_filter: '(&(objectClass=groupOfNames)(mail=%s))',
         group_base_dn: `ou=groups,${SUFFIX}`,
         attributes: { quota: 'mailQuota', enabled: 'accountStatus' },
-        timeout: '2s',
-        connect_timeout: '2s',
+        // Long enough for a loaded CI machine (compare mode verifies ARGON2/CRYPT hashes), short
+        // enough for the outage tests, which wait for it.
+        timeout: '4s',
+        connect_timeout: '4s',
         ...extra,
       },
     },
