@@ -1,4 +1,3 @@
-import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SMTPServer } from 'smtp-server';
@@ -12,6 +11,7 @@ import { createDirectory } from './directory/create.ts';
 import { Ingest } from './core/ingest.ts';
 import type { Context } from './core/context.ts';
 import { createTlsProvider } from './net/certificates.ts';
+import { listenNet } from './net/listen.ts';
 import { AcmeChallenges, AcmeManager } from './net/acme.ts';
 import { startWebListeners, type WebListeners } from './net/acme-listeners.ts';
 import { Authenticator } from './auth/authenticator.ts';
@@ -90,26 +90,6 @@ export async function createContext(config: Config, log?: Logger, opts: { worker
     await backfillSearch(stores.data, stores.blobs, logger);
   }
   return { ctx, stores };
-}
-
-/** Starts a hand-written protocol's listener (IMAP, POP3) on `listen.<service>`; its endpoint for the banner. */
-async function listenNet(ctx: Context, server: net.Server, service: string, addr: string): Promise<{ service: string; address: string }> {
-  const { host, port } = splitHostPort(addr);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    throw new StartupError(`cannot listen for ${service} on ${addr} (config key listen.${service}): ${(err as Error).message}`);
-  }
-  // After listen: a failed listen is reported once, by the error above.
-  server.on('error', (err) => ctx.log.error({ err, service }, 'listener error'));
-  const bound = server.address();
-  return { service, address: `${host.includes(':') ? `[${host}]` : host}:${bound && typeof bound === 'object' ? bound.port : port}` };
 }
 
 /** Tells the administrator (bans.notify, default postmaster@ the first domain) about a new ban. */
@@ -203,7 +183,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       const addr = config.listen[mode];
       if (!addr) continue;
       const server = imapWorkers ? createImapDispatcher(ctx, mode, imapWorkers, tls) : createImapServer(ctx, mode, tls);
-      endpoints.push(await listenNet(ctx, server, mode, addr));
+      endpoints.push(await listenNet(server, mode, addr, ctx.log));
       netServers.push(server);
     }
     // POP3 (RFC 1939) in this process; both listeners share the IN-USE lock (src/pop3/lock.ts).
@@ -212,7 +192,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
       const addr = config.listen[mode];
       if (!addr) continue;
       const server = createPop3Server(ctx, mode, tls, pop3Locks);
-      endpoints.push(await listenNet(ctx, server, mode, addr));
+      endpoints.push(await listenNet(server, mode, addr, ctx.log));
       // Closed with the IMAP listeners on stop (close(), then closeSessions()).
       netServers.push(server);
     }

@@ -2,11 +2,10 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import { splitHostPort } from '../config/load.ts';
-import { StartupError } from '../core/errors.ts';
 import type { AcmeChallenges } from './acme.ts';
 import type { TlsProvider } from './certificates.ts';
 import { TLS_MIN_VERSION } from './tls.ts';
+import { listenNet } from './listen.ts';
 
 const CHALLENGE_PATH = '/.well-known/acme-challenge/';
 
@@ -37,23 +36,13 @@ export async function startWebListeners(config: Config, log: Logger, tlsProvider
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   };
   const start = async (service: 'http' | 'https', addr: string, server: http.Server) => {
-    const { host, port } = splitHostPort(addr);
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      endpoints.push(await listenNet(server, service, addr, log));
     } catch (err) {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-      throw new StartupError(`cannot listen for ${service} on ${addr} (config key listen.${service}): ${(err as Error).message}`);
+      throw err;
     }
-    server.on('error', (err) => log.error({ err, service }, 'listener error'));
     servers.push(server);
-    const bound = server.address();
-    endpoints.push({ service, address: `${host.includes(':') ? `[${host}]` : host}:${bound && typeof bound === 'object' ? bound.port : port}` });
   };
   if (config.listen.http) await start('http', config.listen.http, http.createServer(handler));
   if (config.listen.https) {
