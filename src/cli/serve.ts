@@ -1,6 +1,5 @@
 import type { Command, Option } from 'commander';
 import { config } from './io.ts';
-import { startServer } from '../server.ts';
 
 export function registerServe(program: Command, configOption: () => Option): void {
   program
@@ -9,6 +8,8 @@ export function registerServe(program: Command, configOption: () => Option): voi
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
       const loaded = config(opts);
+      // Loaded here, not at the top: the other commands (every `postern user …`) need none of the servers.
+      const { startServer } = await import('../server.ts');
       const server = await startServer(loaded.config);
       const log = server.ctx.log;
       const source = loaded.file ?? 'embedded defaults (no config file found)';
