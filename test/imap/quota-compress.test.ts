@@ -219,7 +219,12 @@ function compressClient(c: ImapTestClient): Buffer[] {
   });
   inflate.on('data', (d: Buffer) => duplex.push(d));
   inflate.on('error', (e) => duplex.destroy(e));
-  raw.on('close', () => duplex.destroy());
+  // The connection's end reaches the client only after the inflater gave out the last bytes
+  // (zlib works off the event loop: closing on the socket's 'close' lost the final response).
+  inflate.on('end', () => duplex.destroy());
+  raw.on('close', () => {
+    if (!inflate.writableEnded && !inflate.destroyed) inflate.end();
+  });
   c.socket = duplex as unknown as net.Socket;
   (c as unknown as { listen(s: Duplex): void }).listen(duplex);
   return wire;
