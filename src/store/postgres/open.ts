@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
+import type { DatabaseIntrospector, SchemaMetadata, TableMetadata } from 'kysely';
 import type { Database } from '../schema.ts';
 import { StartupError } from '../../core/errors.ts';
 import { migrationProvider } from '../migrations.ts';
@@ -23,6 +24,38 @@ const types = {
     return pg.types.getTypeParser(oid, format);
   },
 };
+
+/**
+ * Kysely's migrator asks whether its tables exist through the dialect's
+ * introspector, whose table query calls pg_get_serial_sequence() on every column
+ * of every schema in the database: when another schema is dropped meanwhile (a
+ * test, or another application sharing the cluster) the query fails with
+ * `schema "…" does not exist` and the migration aborts. This introspector looks
+ * at our schema only, and answers just what the migrator reads (names).
+ */
+function migrationDb(pool: pg.Pool, schema: string): Kysely<Database> {
+  const dialect = new PostgresDialect({ pool });
+  return new Kysely<Database>({
+    dialect: {
+      createAdapter: () => dialect.createAdapter(),
+      createDriver: () => dialect.createDriver(),
+      createQueryCompiler: () => dialect.createQueryCompiler(),
+      createIntrospector: (db): DatabaseIntrospector => ({
+        async getSchemas(): Promise<SchemaMetadata[]> {
+          const { rows } = await sql<{ name: string }>`SELECT nspname AS name FROM pg_catalog.pg_namespace WHERE nspname = ${schema}`.execute(db);
+          return rows;
+        },
+        async getTables(): Promise<TableMetadata[]> {
+          const { rows } = await sql<{ name: string; type: string }>`SELECT table_name AS name, table_type AS type FROM information_schema.tables WHERE table_schema = ${schema}`.execute(db);
+          return rows.map((r) => ({ name: r.name, schema, isView: r.type === 'VIEW', columns: [] }));
+        },
+        async getMetadata() {
+          return { tables: await this.getTables() };
+        },
+      }),
+    },
+  });
+}
 
 /**
  * Opens the PostgreSQL backend: a connection pool whose sessions use `schema`, and
@@ -51,7 +84,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<{ db: Kysely<
   try {
     await lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`postern-migrate:${opts.schema}`]);
     if (opts.schema !== 'public') await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(opts.schema)}`.execute(db);
-    const migrator = new Migrator({ db, provider: migrationProvider, migrationTableSchema: opts.schema });
+    const migrator = new Migrator({ db: migrationDb(pool, opts.schema), provider: migrationProvider, migrationTableSchema: opts.schema });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error');
