@@ -238,12 +238,83 @@ export const configSchema = z
           })
           .strict()
           .default({ enabled: false, delay: 60_000, retry_window: 2 * 86_400_000, max_age: 35 * 86_400_000, auto_whitelist: 5, whitelist_domains: [] }),
+        auth: z
+          .object({
+            /**
+             * SPF, DKIM, DMARC and ARC verification of inbound mail (src/policy/content/authenticate.ts),
+             * reported in an Authentication-Results header (RFC 8601). On by default.
+             */
+            enabled: z.boolean().default(true),
+            /** Refuse (550 5.7.1) mail failing DMARC whose domain publishes p=reject (RFC 7489 §6.6.3); false: deliver to Junk. */
+            dmarc_reject: z.boolean().default(true),
+            /** Deliver mail failing DMARC whose domain publishes p=quarantine to Junk. */
+            dmarc_quarantine: z.boolean().default(true),
+          })
+          .strict()
+          .default({ enabled: true, dmarc_reject: true, dmarc_quarantine: true }),
+        spam: z
+          .object({
+            /** Content scoring of inbound mail; false: no X-Spam headers, nothing tagged. */
+            enabled: z.boolean().default(true),
+            /** Score from which a message is tagged (Subject prefix, X-Spam-Status: Yes) and delivered to Junk. */
+            tag: z.number().default(5),
+            /** Score from which a message is refused at DATA with 550 5.7.1. */
+            reject: z.number().default(15),
+            /** Prefix added to the Subject of tagged mail; "" leaves the Subject alone. */
+            subject_tag: z.string().default('[SPAM]'),
+            /**
+             * Who scores: "builtin" (rules + Bayes, src/policy/content/), "spamd" (SpamAssassin's
+             * spamd at `spamd`), or "rspamd" (Rspamd's HTTP API at `rspamd_url`). A filter that
+             * fails or times out is skipped (logged), never a reason to refuse or delay mail.
+             */
+            filter: z.enum(['builtin', 'spamd', 'rspamd']).default('builtin'),
+            /** spamd's address: "host:port" or a unix socket path. */
+            spamd: z.string().default('127.0.0.1:783'),
+            /** Rspamd's normal worker: its /checkv2 endpoint is used. */
+            rspamd_url: z.string().default('http://127.0.0.1:11333'),
+            /** Per message, for the external filters. */
+            timeout: duration.default(15_000),
+            /** Messages larger than this are not scored (spamc's default is 500 KB). */
+            max_size: z.number().int().positive().default(1024 * 1024),
+            /** The Bayesian classifier of the builtin filter (learns from moves into and out of Junk). */
+            bayes: z.boolean().default(true),
+            /** Messages of each kind the classifier must have learned before it scores. */
+            bayes_min_learned: z.number().int().min(0).default(20),
+          })
+          .strict()
+          .default({
+            enabled: true,
+            tag: 5,
+            reject: 15,
+            subject_tag: '[SPAM]',
+            filter: 'builtin',
+            spamd: '127.0.0.1:783',
+            rspamd_url: 'http://127.0.0.1:11333',
+            timeout: 15_000,
+            max_size: 1024 * 1024,
+            bayes: true,
+            bayes_min_learned: 20,
+          }),
       })
       .strict()
       .default({
         trusted_networks: [],
         dnsbl: { zones: [], threshold: 1, timeout: 3000 },
         greylist: { enabled: false, delay: 60_000, retry_window: 2 * 86_400_000, max_age: 35 * 86_400_000, auto_whitelist: 5, whitelist_domains: [] },
+        auth: { enabled: true, dmarc_reject: true, dmarc_quarantine: true },
+        spam: {
+          enabled: true,
+          tag: 5,
+          reject: 15,
+          subject_tag: '[SPAM]',
+          filter: 'builtin',
+          spamd: '127.0.0.1:783',
+          rspamd_url: 'http://127.0.0.1:11333',
+          timeout: 15_000,
+          max_size: 1024 * 1024,
+          bayes: true,
+          bayes_min_learned: 20,
+        },
       }),
     imap: z
       .object({
