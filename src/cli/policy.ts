@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { Readable } from 'node:stream';
 import type { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { CliError, isEmail, withStores } from './io.ts';
@@ -6,6 +7,8 @@ import { systemResolver } from '../net/dns.ts';
 import { createDirectory } from '../directory/create.ts';
 import { InboundPolicy } from '../policy/inbound.ts';
 import { greylistPeek } from '../policy/greylist.ts';
+import { runDataStage } from '../policy/content/data-stage.ts';
+import { contentFilter } from '../policy/content/filters.ts';
 import { AccessRuleError, normalizeRuleValue, type AccessAction, type AccessKind } from '../policy/access.ts';
 
 /**
@@ -84,7 +87,7 @@ export function registerPolicy(program: Command, configOption: () => Option): vo
     .option('--helo <name>', 'the name the client gives in EHLO/HELO')
     .option('--from <address>', 'MAIL FROM (empty for a bounce)', '')
     .requiredOption('--to <address>', 'RCPT TO')
-    .option('--message <file>', 'the message (for the content checks, when they exist)')
+    .option('--message <file>', 'a message (RFC 5322 file): also run the DATA stage (SPF/DKIM/DMARC, content score)')
     .addOption(configOption())
     .action((opts: { config?: string; ip: string; helo?: string; from: string; to: string; message?: string }) =>
       withStores(opts, async ({ data }, loaded) => {
@@ -114,8 +117,21 @@ export function registerPolicy(program: Command, configOption: () => Option): vo
             console.log(`  greylist ${g === 'pass' ? 'continue: passes (known triplet, auto-whitelisted client or whitelisted domain)' : 'tempfail: a new triplet, its first try gets 451 4.7.1'}`);
             if (g === 'greylist') decision = 'tempfail';
           }
-          if (opts.message) console.log('  content: no content checks yet (SPF/DKIM/DMARC and scoring come with issue #9)');
-          const reply = verdict.kind === 'reject' || verdict.kind === 'tempfail' || verdict.kind === 'disconnect' ? ` (${verdict.reply.code} ${verdict.reply.enhanced} ${verdict.reply.text})` : '';
+          let reply = verdict.kind === 'reject' || verdict.kind === 'tempfail' || verdict.kind === 'disconnect' ? ` (${verdict.reply.code} ${verdict.reply.enhanced} ${verdict.reply.text})` : '';
+          if (opts.message && decision === 'accept') {
+            // The DATA stage, as the MX port runs it (src/policy/content/data-stage.ts).
+            const raw = crlf(fs.readFileSync(opts.message));
+            const dns = systemResolver(config.dns.servers, config.dns.timeout);
+            const outcome = await runDataStage(
+              { config, dns, filter: contentFilter(config.policy.spam, data), log },
+              { message: () => Readable.from([raw]), buffer: raw.length <= config.policy.spam.max_size ? raw : null, trace: Buffer.alloc(0), ip: opts.ip, helo: opts.helo ?? '', from, recipients: resolution.accounts.map((a) => a.email), dnsblHits: [] },
+            );
+            for (const line of outcome.reasons) console.log(`  content  ${line}`);
+            if (outcome.headers) console.log(`  headers added:\n${outcome.headers.replace(/\r\n$/, '').split('\r\n').map((l) => `    ${l}`).join('\n')}`);
+            if (outcome.tagSubject) console.log(`  subject tagged with "${config.policy.spam.subject_tag}"`);
+            if (outcome.reject) reply = ` (${outcome.reject.code} ${outcome.reject.enhanced} ${outcome.reject.text})`;
+            decision = outcome.reject ? 'reject' : outcome.junk ? 'accept, to Junk' : 'accept';
+          }
           console.log(`decision: ${decision}${reply}`);
         } finally {
           await directory.close();
@@ -131,4 +147,9 @@ function normalize(kind: AccessKind, value: string): string {
     if (err instanceof AccessRuleError) throw new CliError(err.message);
     throw err;
   }
+}
+
+/** A message file as SMTP would carry it: CRLF line ends (files on disk usually have LF). */
+function crlf(b: Buffer): Buffer {
+  return Buffer.from(b.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1');
 }

@@ -10,6 +10,8 @@ export interface DnsResolver {
   resolve4(name: string): Promise<string[]>;
   resolve6(name: string): Promise<string[]>;
   resolveTxt(name: string): Promise<string[][]>;
+  /** Reverse lookups (SPF's ptr mechanism, RFC 7208 §5.5); resolvers without it answer "no such name". */
+  resolvePtr?(name: string): Promise<string[]>;
 }
 
 /**
@@ -26,6 +28,7 @@ export function systemResolver(servers?: string[], timeoutMs = 5000): DnsResolve
     resolve4: (name) => resolver.resolve4(name),
     resolve6: (name) => resolver.resolve6(name),
     resolveTxt: (name) => resolver.resolveTxt(name),
+    resolvePtr: (name) => resolver.resolvePtr(name),
   };
 }
 

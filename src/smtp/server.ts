@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Context } from '../core/context.ts';
@@ -8,6 +9,9 @@ import { LineEndingNormalizer } from './line-endings.ts';
 import { newQueueId, rfc5322Date, traceHeaders } from './received.ts';
 import { overQuota } from '../core/quota.ts';
 import { InboundPolicy, type PolicyConnection } from '../policy/inbound.ts';
+import { HeldMessage } from '../policy/content/held-message.ts';
+import { runDataStage } from '../policy/content/data-stage.ts';
+import { stripForgedFields, tagSubject } from '../policy/content/header-edit.ts';
 import { R, SmtpReplyError } from './replies.ts';
 import { useOwnEnhancedCodes } from './enhanced-codes.ts';
 import { useConfigurableGreetDelay } from './greet-delay.ts';
@@ -367,8 +371,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
           ? session.secure ? 'LMTPS' : 'LMTP'
           : session.openingCommand === 'HELO' ? 'SMTP' : `ESMTP${session.secure ? 'S' : ''}${account ? 'A' : ''}`;
       const hideClient = !!account && ctx.config.submission.hide_client_ip;
-      await sink.write(
-        traceHeaders({
+      const trace = traceHeaders({
           returnPath: mailFrom,
           helo: hideClient ? null : session.hostNameAppearsAs,
           clientHostname: session.clientHostname,
@@ -379,17 +382,19 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
           recipient: rcpts.length === 1 ? rcpts[0]!.address : null,
           tls: session.secure ? 'TLS' : null,
           date: new Date(started),
-        }),
-      );
-      const refused = await pump(stream, sink, account ? (header) => completeSubmittedHeader(header, account, s.queueId) : null);
-      if (refused && !stream.sizeExceeded) {
-        await sink.abort();
-        throw refused;
-      }
-      if (stream.sizeExceeded) {
-        await sink.abort();
-        log.info({ queue: s.queueId, client: session.remoteAddress, from: mailFrom, status: 'reject', reason: 'size' }, 'message rejected');
-        throw new SmtpReplyError(R.SIZE_AT_DATA);
+        });
+      // Inbound mail on the MX port (untrusted, unauthenticated) goes through the DATA stage of the
+      // policy (SPF/DKIM/DMARC, content score), which must see all of it before a byte is stored.
+      let toJunk = false;
+      if (s.policy && !account) toJunk = await receiveChecked(stream, session, s.policy, trace, sink, rcpts, mailFrom);
+      else {
+        await sink.write(trace);
+        const refused = await pump(stream, sink, account ? (header) => completeSubmittedHeader(header, account, s.queueId) : null);
+        if (refused && !stream.sizeExceeded) {
+          await sink.abort();
+          throw refused;
+        }
+        if (stream.sizeExceeded) throw sizeRefused(session);
       }
       const index = await sink.index();
       // Our own Received header is the first one; the rest came with the message.
@@ -413,7 +418,7 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
       }
       const envDsn = session.envelope.dsn;
       const result = await sink.commit({
-        deliveries: [...accounts.keys()].map((accountId) => ({ accountId, mailbox: 'INBOX' })),
+        deliveries: [...accounts.keys()].map((accountId) => ({ accountId, mailbox: toJunk ? 'Junk' : 'INBOX' })),
         queue: remote.size
           ? {
               queueId: s.queueId,
@@ -468,6 +473,61 @@ export function createSmtpServer(ctx: Context, mode: SmtpMode, tls: SmtpTls | nu
       // Drain what is left so the session stays in sync.
       stream.resume();
       throw err;
+    }
+  }
+
+  function sizeRefused(session: SMTPServerSession): SmtpReplyError {
+    log.info({ queue: sessionState(session).queueId, client: session.remoteAddress, from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', status: 'reject', reason: 'size' }, 'message rejected');
+    return new SmtpReplyError(R.SIZE_AT_DATA);
+  }
+
+  /**
+   * DATA on the MX port: the message is held back (memory up to policy.spam.max_size, then a
+   * file in data_dir/tmp) while SPF/DKIM/DMARC/ARC and the content filter look at it
+   * (src/policy/content/data-stage.ts); then our trace fields, Authentication-Results and
+   * X-Spam-* go in front of it, forged ones are dropped, a spam Subject is tagged, and it is
+   * written to the sink. A refusal is thrown as the DATA reply (no bounce after acceptance).
+   * Returns whether the message goes to Junk.
+   */
+  async function receiveChecked(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    checks: PolicyConnection,
+    trace: Buffer,
+    sink: { write(b: Buffer): Promise<void> },
+    rcpts: Array<SMTPServerAddress & RcptState>,
+    mailFrom: string,
+  ): Promise<boolean> {
+    const spam = ctx.config.policy.spam;
+    const held = new HeldMessage(path.join(ctx.config.data_dir, 'tmp'), spam.max_size);
+    try {
+      let header: Buffer = Buffer.alloc(0);
+      await pump(stream, held, async (h) => {
+        header = h;
+        return Buffer.alloc(0);
+      });
+      if (stream.sizeExceeded) throw sizeRefused(session);
+      await held.end();
+      const recipients = [...new Set(rcpts.flatMap((r) => (r.resolution.kind === 'deliver' ? r.resolution.accounts.map((a) => a.email) : [])))];
+      const outcome = await runDataStage(
+        { config: ctx.config, dns: ctx.dns, filter: checks.filter, log },
+        { message: () => held.stream(), buffer: held.buffer(), trace, ip: session.remoteAddress, helo: session.hostNameAppearsAs, from: mailFrom.toLowerCase(), recipients, dnsblHits: await checks.dnsblEvidence() },
+      );
+      // The mail log says why: every message on the MX port gets one line with the evidence.
+      log.info(
+        { queue: sessionState(session).queueId, client: session.remoteAddress, from: mailFrom, to: rcpts.map((r) => r.address), decision: outcome.decision, score: outcome.score ? Math.round(outcome.score.score * 10) / 10 : null, reasons: outcome.reasons },
+        'content policy',
+      );
+      if (outcome.reject) throw new SmtpReplyError({ code: outcome.reject.code, text: `${outcome.reject.enhanced} ${outcome.reject.text}` });
+      let fields = stripForgedFields(header, ctx.config.hostname);
+      if (outcome.tagSubject) fields = tagSubject(fields, spam.subject_tag);
+      await sink.write(trace);
+      if (outcome.headers) await sink.write(Buffer.from(outcome.headers, 'latin1'));
+      await sink.write(fields);
+      for await (const chunk of held.stream(header.length)) await sink.write(chunk as Buffer);
+      return outcome.junk;
+    } finally {
+      await held.discard();
     }
   }
 

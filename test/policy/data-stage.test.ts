@@ -1,0 +1,184 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { dkimSign } from 'mailauth';
+import { startTestServer, inbox, blobText, type TestServer } from '../helpers/server.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
+import { systemResolver } from '../../src/net/dns.ts';
+import { postern, writeConfig } from '../helpers/cli.ts';
+import { storeToml } from '../helpers/backend.ts';
+import { stripForgedFields, tagSubject } from '../../src/policy/content/header-edit.ts';
+
+/**
+ * The DATA stage of the MX port (issue #9): SPF, DKIM, DMARC through a real DNS server on a
+ * loopback UDP port, the Authentication-Results header, DMARC policies, the content score's
+ * headers, [SPAM] tagging and Junk delivery, and big messages held in a file.
+ */
+
+const GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X';
+
+let dns: TestDnsServer;
+let t: TestServer;
+const keys = crypto.generateKeyPairSync('rsa', { modulusLength: 1024 });
+const pub = keys.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+const privateKey = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+// mailauth reads signatureData at run time; its type declarations want the flat fields too.
+const SIGN = { signingDomain: 'good.test', selector: 'sel', privateKey, signatureData: [{ signingDomain: 'good.test', selector: 'sel', privateKey }] };
+
+before(async () => {
+  dns = await startDnsServer({
+    // good.test: SPF allows 127.0.0.1, DKIM key published, DMARC p=reject.
+    'good.test': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+    'sel._domainkey.good.test': { TXT: [`v=DKIM1; k=rsa; p=${pub}`] },
+    '_dmarc.good.test': { TXT: ['v=DMARC1; p=reject'] },
+    // strict.test: nobody may send (SPF -all), p=reject: forgeries are refused.
+    'strict.test': { TXT: ['v=spf1 -all'] },
+    '_dmarc.strict.test': { TXT: ['v=DMARC1; p=reject'] },
+    // careful.test: p=quarantine: failures go to Junk.
+    'careful.test': { TXT: ['v=spf1 -all'] },
+    '_dmarc.careful.test': { TXT: ['v=DMARC1; p=quarantine'] },
+    // plain.test: SPF only.
+    'plain.test': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+  });
+  t = await startTestServer(
+    { policy: { spam: { reject: 2000, max_size: 64 * 1024 } } },
+    { resolver: systemResolver([dns.address], 1000) },
+  );
+});
+after(async () => {
+  await t.stop();
+  await dns.close();
+});
+
+function msg(from: string, subject: string, body = 'Hello.\r\n', extra = ''): string {
+  return `From: <${from}>\r\nTo: alice@example.test\r\nSubject: ${subject}\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <${crypto.randomUUID()}@remote.test>\r\n${extra}\r\n${body}`;
+}
+
+async function send(from: string, data: string | Buffer, to = ['alice@example.test']) {
+  const c = await SmtpTestClient.connect({ port: t.smtpPort });
+  try {
+    return await c.sendMail({ from, to, message: data, ehlo: 'mail.remote.test' });
+  } finally {
+    await c.quit().catch(() => undefined);
+  }
+}
+
+/** The stored text of the newest message with this subject in a mailbox, or null. */
+async function stored(subject: string, mailbox = 'INBOX', user = 'alice@example.test'): Promise<string | null> {
+  const rows = await inbox(t, user, mailbox);
+  const row = rows.reverse().find((r) => (r.subject ?? '').includes(subject));
+  return row ? blobText(t, row.blobHash) : null;
+}
+
+function headerOf(text: string): string {
+  return text.slice(0, text.indexOf('\r\n\r\n') + 2);
+}
+
+test('SPF, DKIM and DMARC pass: Authentication-Results and Received-SPF above the message, X-Spam-Status: No, INBOX', async () => {
+  const text = msg('news@good.test', 'signed two');
+  const sig = await dkimSign(text, SIGN);
+  const r = await send('news@good.test', sig.signatures + text);
+  assert.equal(r.data?.code, 250, r.data?.text);
+  const m = await stored('signed two');
+  assert.ok(m, 'delivered to INBOX');
+  const h = headerOf(m);
+  assert.match(h, /^Return-Path: <news@good\.test>\r\nReceived: from mail\.remote\.test/);
+  assert.match(h, /Authentication-Results: mx\.example\.test;/);
+  assert.match(h, /spf=pass/);
+  assert.match(h, /dkim=pass header\.i=@good\.test header\.s=sel/);
+  assert.match(h, /dmarc=pass/);
+  assert.match(h, /Received-SPF: pass/);
+  assert.match(h, /X-Spam-Status: No, score=-?\d/);
+  assert.doesNotMatch(h, /X-Spam-Flag/);
+  // The message itself follows, byte for byte.
+  assert.ok(m.endsWith(sig.signatures + text), 'the original message follows our fields unchanged');
+});
+
+test('DMARC p=reject failure is refused at DATA with 550 5.7.1 and not stored', async () => {
+  const r = await send('ceo@strict.test', msg('ceo@strict.test', 'forged ceo'));
+  assert.equal(r.data?.code, 550);
+  assert.equal(r.data?.enhanced, '5.7.1');
+  assert.match(r.data?.text ?? '', /strict\.test publishes a DMARC policy of reject/);
+  assert.equal(await stored('forged ceo'), null);
+  assert.equal(await stored('forged ceo', 'Junk'), null);
+});
+
+test('DMARC p=quarantine failure is delivered to Junk', async () => {
+  const r = await send('billing@careful.test', msg('billing@careful.test', 'quarantined invoice'));
+  assert.equal(r.data?.code, 250, r.data?.text);
+  assert.equal(await stored('quarantined invoice'), null);
+  const m = await stored('quarantined invoice', 'Junk');
+  assert.ok(m, 'in Junk');
+  assert.match(headerOf(m), /dmarc=fail/);
+});
+
+test('forged Authentication-Results with our name and X-Spam-* from outside are removed; others kept', async () => {
+  const forged = 'Authentication-Results: mx.example.test; dkim=pass header.d=bank.test\r\nAuthentication-Results: other.test; spf=pass\r\nX-Spam-Status: No, score=-100\r\nX-Spam-Flag: NO\r\n';
+  const r = await send('someone@plain.test', msg('someone@plain.test', 'forged results', 'Hi.\r\n', forged));
+  assert.equal(r.data?.code, 250, r.data?.text);
+  const h = headerOf((await stored('forged results'))!);
+  assert.doesNotMatch(h, /dkim=pass header\.d=bank\.test/);
+  assert.doesNotMatch(h, /score=-100/);
+  assert.doesNotMatch(h, /X-Spam-Flag: NO/);
+  assert.match(h, /Authentication-Results: other\.test; spf=pass/);
+  assert.equal((h.match(/^Authentication-Results: mx\.example\.test;/gm) ?? []).length, 1, 'exactly ours');
+});
+
+test('GTUBE is tagged [SPAM], flagged and delivered to Junk (below policy.spam.reject)', async () => {
+  const r = await send('someone@plain.test', msg('someone@plain.test', 'cheap watches', `${GTUBE}\r\n`));
+  assert.equal(r.data?.code, 250, r.data?.text);
+  assert.equal(await stored('cheap watches'), null, 'not in INBOX');
+  const m = await stored('cheap watches', 'Junk');
+  assert.ok(m, 'in Junk');
+  const h = headerOf(m);
+  assert.match(h, /^Subject: \[SPAM\] cheap watches\r$/m);
+  assert.match(h, /X-Spam-Flag: YES/);
+  assert.match(h, /X-Spam-Status: Yes, score=\d+/);
+  assert.match(h, /X-Spam-Report:\r\n \*.*GTUBE/);
+});
+
+test('a message above policy.spam.max_size is held in a file: DKIM still verified, not scored, delivered byte for byte', async () => {
+  const body = Array.from({ length: 3000 }, (_, i) => `line ${i} ${'x'.repeat(60)}`).join('\r\n') + '\r\n';
+  const text = msg('news@good.test', 'big signed', body);
+  const sig = await dkimSign(text, SIGN);
+  const r = await send('news@good.test', sig.signatures + text);
+  assert.equal(r.data?.code, 250, r.data?.text);
+  const m = await stored('big signed');
+  assert.ok(m);
+  assert.match(headerOf(m), /dkim=pass/);
+  assert.doesNotMatch(headerOf(m), /X-Spam-Status/);
+  assert.ok(m.endsWith(sig.signatures + text));
+  // The spill file is gone.
+  assert.deepEqual(fs.readdirSync(path.join(t.dir, 'tmp')).filter((f) => f.startsWith('held.')), []);
+});
+
+test('header edits: Subject tagged once, added when missing; folded fields and 8-bit bytes kept', () => {
+  const h = Buffer.from('Subject: hello\r\n world\r\nX-Other: caf\xe9\r\n', 'latin1');
+  assert.equal(tagSubject(h, '[SPAM]').toString('latin1'), 'Subject: [SPAM] hello\r\n world\r\nX-Other: caf\xe9\r\n');
+  assert.equal(tagSubject(tagSubject(h, '[SPAM]'), '[SPAM]').toString('latin1'), 'Subject: [SPAM] hello\r\n world\r\nX-Other: caf\xe9\r\n');
+  assert.equal(tagSubject(Buffer.from('From: a@b\r\n'), '[SPAM]').toString(), 'From: a@b\r\nSubject: [SPAM]\r\n');
+  const s = stripForgedFields(Buffer.from('Authentication-Results: (comment) MX.example.test;\r\n spf=pass\r\nX-Spam-Score: 1\r\nFrom: a@b\r\n'), 'mx.example.test');
+  assert.equal(s.toString(), 'From: a@b\r\n');
+});
+
+test('postern policy test --message: the DATA stage\'s evidence, headers and decision', async () => {
+  const cfg = writeConfig(t.dir, `hostname = "mx.example.test"\ndata_dir = "${t.dir}"\ndomains = ["example.test"]\n${storeToml(t.store)}\n[dns]\nservers = ["${dns.address}"]\ntimeout = "1s"\n[policy.spam]\nreject = 2000\n`);
+  const file = path.join(t.dir, 'forged.eml');
+  // A file on disk with LF line ends, as users have them.
+  fs.writeFileSync(file, msg('ceo@strict.test', 'forged ceo', `${GTUBE}\r\n`).replace(/\r\n/g, '\n'));
+  let r = await postern(['policy', 'test', '--ip', '127.0.0.1', '--helo', 'mail.remote.test', '--from', 'ceo@strict.test', '--to', 'alice@example.test', '--message', file, '--config', cfg]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /content\s+spf=fail dkim=none dmarc=fail \(p=reject\)/);
+  assert.match(r.stdout, /Authentication-Results: mx\.example\.test;/);
+  assert.match(r.stdout, /decision: reject \(550 5\.7\.1 Message rejected: strict\.test publishes a DMARC policy of reject/);
+  fs.writeFileSync(file, msg('someone@plain.test', 'cheap', `${GTUBE}\r\n`).replace(/\r\n/g, '\n'));
+  r = await postern(['policy', 'test', '--ip', '127.0.0.1', '--helo', 'mail.remote.test', '--from', 'someone@plain.test', '--to', 'alice@example.test', '--message', file, '--config', cfg]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /content\s+score \d+ \(builtin: .*GTUBE=1000/);
+  assert.match(r.stdout, /X-Spam-Flag: YES/);
+  assert.match(r.stdout, /subject tagged with "\[SPAM\]"/);
+  assert.match(r.stdout, /decision: accept, to Junk/);
+});
