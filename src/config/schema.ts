@@ -218,9 +218,28 @@ export const configSchema = z
             threshold: z.number().default(1),
             /** Per lookup; a lookup that times out or fails counts as not listed (fails open). */
             timeout: duration.default(3000),
+            /**
+             * Domain blocklists (DBL, URIBL, SURBL) for the sender domains and the link hosts of
+             * the body: a zone name (3 points) or a table with `zone`, `score` (points added to
+             * the content score) and `answers`. Evidence for the score, never a refusal alone.
+             */
+            domain_zones: z
+              .array(
+                z.union([
+                  z.string().min(1),
+                  z
+                    .object({
+                      zone: z.string().min(1),
+                      score: z.number().default(3),
+                      answers: z.array(z.string().refine(isAddressOrCidr, 'expected an address or CIDR in 127.0.0.0/8')).default([]),
+                    })
+                    .strict(),
+                ]),
+              )
+              .default([]),
           })
           .strict()
-          .default({ zones: [], threshold: 1, timeout: 3000 }),
+          .default({ zones: [], threshold: 1, timeout: 3000, domain_zones: [] }),
         greylist: z
           .object({
             /** Postgrey's behaviour (src/policy/greylist.ts): off unless turned on. */
@@ -299,7 +318,7 @@ export const configSchema = z
       .strict()
       .default({
         trusted_networks: [],
-        dnsbl: { zones: [], threshold: 1, timeout: 3000 },
+        dnsbl: { zones: [], threshold: 1, timeout: 3000, domain_zones: [] },
         greylist: { enabled: false, delay: 60_000, retry_window: 2 * 86_400_000, max_age: 35 * 86_400_000, auto_whitelist: 5, whitelist_domains: [] },
         auth: { enabled: true, dmarc_reject: true, dmarc_quarantine: true },
         spam: {

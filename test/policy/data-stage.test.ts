@@ -42,9 +42,13 @@ before(async () => {
     '_dmarc.careful.test': { TXT: ['v=DMARC1; p=quarantine'] },
     // plain.test: SPF only.
     'plain.test': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+    // Domain blocklists: spammy.test listed in both; refused.test only with "query refused".
+    'spammy.test.dbl.test': { A: ['127.0.1.2'] },
+    'spammy.test.uri.test': { A: ['127.0.0.2'] },
+    'refused.test.dbl.test': { A: ['127.255.255.254'] },
   });
   t = await startTestServer(
-    { policy: { spam: { reject: 2000, max_size: 64 * 1024 } } },
+    { policy: { spam: { reject: 2000, max_size: 64 * 1024 }, dnsbl: { domain_zones: ['dbl.test', { zone: 'uri.test', score: 1.5 }], timeout: '1s' } } },
     { resolver: systemResolver([dns.address], 1000) },
   );
 });
@@ -181,4 +185,16 @@ test('postern policy test --message: the DATA stage\'s evidence, headers and dec
   assert.match(r.stdout, /X-Spam-Flag: YES/);
   assert.match(r.stdout, /subject tagged with "\[SPAM\]"/);
   assert.match(r.stdout, /decision: accept, to Junk/);
+});
+
+test('domain blocklists: a listed link host adds its points to the score; "query refused" answers and unlisted hosts do not', async () => {
+  let r = await send('someone@plain.test', msg('someone@plain.test', 'listed link', 'See https://www.spammy.test/offer?id=1 now.\r\n'));
+  assert.equal(r.data?.code, 250, r.data?.text);
+  let h = headerOf((await stored('listed link'))!);
+  assert.match(h, /URIBL_DBL .*spammy\.test listed in dbl\.test/);
+  assert.match(h, /\s1\.5 URIBL_URI /);
+  r = await send('someone@plain.test', msg('someone@plain.test', 'refused link', 'See https://refused.test/ and https://clean.test/.\r\n'));
+  assert.equal(r.data?.code, 250, r.data?.text);
+  h = headerOf((await stored('refused link'))!);
+  assert.doesNotMatch(h, /URIBL_/);
 });

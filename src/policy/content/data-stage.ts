@@ -4,6 +4,7 @@ import type { Config } from '../../config/schema.ts';
 import type { DnsResolver } from '../../net/dns.ts';
 import type { PolicyReply } from '../verdict.ts';
 import { authenticateMessage } from './authenticate.ts';
+import { domainZones, lookupDomainLists, messageDomains } from './domain-lists.ts';
 import type { AuthSummary, ContentFilter, ContentScore } from './types.ts';
 
 /**
@@ -90,11 +91,22 @@ export async function runDataStage(deps: DataStageDeps, input: DataStageInput): 
       }
     }
   }
+  const zones = domainZones(deps.config.policy.dnsbl.domain_zones);
+  if (score && zones.length && input.buffer) {
+    // Domain blocklists: evidence added to whichever filter scored.
+    try {
+      const names = await messageDomains(input.buffer, input.from);
+      const hits = await lookupDomainLists(deps.dns, zones, names, deps.config.policy.dnsbl.timeout);
+      if (hits.length) score = { ...score, score: score.score + hits.reduce((n, h) => n + h.score, 0), hits: [...score.hits, ...hits] };
+    } catch (err) {
+      reasons.push(`domain blocklists not checked: ${(err as Error).message}`);
+    }
+  }
   if (score) {
     const s = round(score.score);
     const isSpam = s >= spam.tag;
     headers += spamHeaders(score, spam.tag, isSpam);
-    reasons.push(`score ${s} (${score.filter}: ${score.hits.map((h) => `${h.rule}=${round(h.score)}`).join(' ') || 'no rules'})`);
+    reasons.push(`score ${s} (${score.filter}${score.action ? `, which says "${score.action}"` : ''}: ${score.hits.map((h) => `${h.rule}=${round(h.score)}`).join(' ') || 'no rules'})`);
     if (s >= spam.reject) reject = { code: 550, enhanced: '5.7.1', text: `Message rejected as spam (score ${s}, limit ${spam.reject})` };
     else if (isSpam) {
       tagged = true;

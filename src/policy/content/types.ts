@@ -47,6 +47,8 @@ export interface ContentScore {
   hits: ScoreHit[];
   /** Which filter scored ("builtin", "spamd", "rspamd"). */
   filter: string;
+  /** What an external filter itself would do (Rspamd's action): logged only, Postern's thresholds decide. */
+  action?: string;
 }
 
 /** A filter: builtin, spamd or Rspamd. Throws (or times out) when it cannot answer: the message is then delivered unscored. */
