@@ -27,6 +27,7 @@ import type { Logger } from 'pino';
 import { systemResolver, type DnsResolver } from './net/dns.ts';
 import { DeliveryAgent, nodeId } from './queue/agent.ts';
 import { DkimSigner } from './queue/dkim.ts';
+import { BayesTrainer, bayesLearning } from './policy/content/trainer.ts';
 
 export interface RunningServer {
   ctx: Context;
@@ -229,6 +230,9 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     ctx.data.purgeExpiredState().catch((err: unknown) => ctx.log.warn({ err }, 'could not purge expired policy state'));
   }, 600_000);
   housekeeping.unref();
+  // The builtin spam filter learns from users' moves into and out of Junk (issue #9).
+  const trainer = new BayesTrainer({ data: ctx.data, blobs: ctx.blobs, log: ctx.log, maxSize: config.policy.spam.max_size, active: () => bayesLearning(ctx.config) });
+  trainer.start();
   return {
     ctx,
     endpoints,
@@ -253,6 +257,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     },
     async stop() {
       clearInterval(housekeeping);
+      await trainer.stop();
       await agent?.stop();
       for (const s of netServers) {
         s.close();

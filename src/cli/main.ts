@@ -11,6 +11,7 @@ import { registerDkim } from './dkim.ts';
 import { registerDomainAdmin } from './domain-admin.ts';
 import { registerDirectory } from './directory.ts';
 import { registerPolicy } from './policy.ts';
+import { registerSpam } from './spam.ts';
 
 /** `postern`: one command for the server and its administration. */
 export function buildProgram(): Command {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerDkim(program, configOption);
   registerDirectory(program, configOption);
   registerPolicy(program, configOption);
+  registerSpam(program, configOption);
   registerMigrate(program);
   return program;
 }

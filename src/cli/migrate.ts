@@ -55,6 +55,10 @@ const TABLES: TableSpec[] = [
   { table: 'subscriptions', key: ['account_id', 'name'], batch: 1000 },
   { table: 'training_signals', key: ['id'], batch: 1000 },
   { table: 'access_rules', key: ['id'], batch: 1000 },
+  { table: 'bayes_tokens', key: ['scope', 'token'], batch: 1000 },
+  { table: 'bayes_totals', key: ['scope'], batch: 1000 },
+  { table: 'bayes_seen', key: ['scope', 'blob_hash'], batch: 1000 },
+  { table: 'bayes_cursor', key: ['name'], batch: 1000 },
 ];
 const SERIAL_TABLES: Table[] = ['accounts', 'aliases', 'mailboxes', 'messages', 'changes', 'queue', 'training_signals', 'access_rules'];
 /** At most this many inline message bytes in one INSERT of blobs. */

@@ -30,6 +30,8 @@ import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
 import { MailboxViews, type MailboxRow } from './mailbox-views.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
 import { MailError } from '../core/errors.ts';
+import * as bayes from './bayes-rows.ts';
+import type { BayesTokenCounts, BayesTotals, BayesVerdict } from './bayes-rows.ts';
 
 /** The mailboxes every new account gets, with their RFC 6154 special-use attributes. */
 export const DEFAULT_MAILBOXES: ReadonlyArray<{ name: string; specialUse: string | null }> = [
@@ -1300,6 +1302,42 @@ export class DataStore implements ChunkStore {
   async trainingSignals(afterId = 0, limit = 1000): Promise<Array<{ id: number; accountId: number; blobHash: string; verdict: 'spam' | 'ham'; source: string; createdAt: number }>> {
     const rows = await this.db.selectFrom('training_signals').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
     return rows.map((r) => ({ id: r.id, accountId: r.account_id, blobHash: r.blob_hash, verdict: r.verdict, source: r.source, createdAt: Number(r.created_at) }));
+  }
+
+  // ---- the builtin spam filter's Bayes statistics (bayes-rows.ts, src/policy/content/bayes.ts) ----
+
+  /** Learned message counts per scope ('' global, else an account's address); every scope when null. */
+  async bayesTotals(scopes: string[] | null): Promise<Map<string, BayesTotals>> {
+    return bayes.bayesTotals(this.db, scopes);
+  }
+
+  /** The spam/ham counts of these (hashed) tokens in these scopes; tokens never seen are absent. */
+  async bayesCounts(scopes: string[], tokens: string[]): Promise<BayesTokenCounts[]> {
+    return bayes.bayesCounts(this.db, scopes, tokens);
+  }
+
+  /** Learns (or, with null, forgets) one message in one scope; returns what it was learned as before. */
+  async bayesLearn(scope: string, blobHash: string, tokens: string[], verdict: BayesVerdict | null): Promise<BayesVerdict | null> {
+    return bayes.bayesLearn(this.db, scope, blobHash, tokens, verdict, now());
+  }
+
+  /** Distinct tokens per scope. */
+  async bayesTokenCounts(): Promise<Map<string, number>> {
+    return bayes.bayesTokenCounts(this.db);
+  }
+
+  async bayesCursor(name: string): Promise<number> {
+    return bayes.bayesCursor(this.db, name);
+  }
+
+  /** Compare-and-set of a cursor: false when another node moved it first. */
+  async bayesAdvanceCursor(name: string, from: number, to: number): Promise<boolean> {
+    return bayes.bayesAdvanceCursor(this.db, name, from, to);
+  }
+
+  /** The address of an account by id (training signals name accounts by id), or null. */
+  async accountEmail(accountId: number): Promise<string | null> {
+    return (await this.db.selectFrom('accounts').select('email').where('id', '=', accountId).executeTakeFirst())?.email ?? null;
   }
 
   /**

@@ -239,6 +239,43 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('access_rules_key').on('access_rules').columns(['scope', 'kind', 'value']).unique().execute();
     },
   },
+  '0011_bayes': {
+    // The builtin content filter's Bayesian classifier (src/policy/content/bayes.ts). Per scope
+    // ('' global, else an account's address): in how many learned spam and ham messages each
+    // token occurred (tokens as 16 hex digits of their SHA-1: fixed size, no mail text stored),
+    // how many messages were learned, which message was learned as what (SpamAssassin's
+    // "seen" database: relearning a message as the other kind first unlearns it), and the
+    // trainer's cursor in training_signals.
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('bayes_tokens')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('token', 'text', (c) => c.notNull())
+        .addColumn('spam_count', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('ham_count', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('bayes_tokens_pk', ['scope', 'token'])
+        .execute();
+      await db.schema
+        .createTable('bayes_totals')
+        .addColumn('scope', 'text', (c) => c.primaryKey())
+        .addColumn('spam_messages', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('ham_messages', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('bayes_seen')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('blob_hash', 'text', (c) => c.notNull())
+        .addColumn('verdict', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('bayes_seen_pk', ['scope', 'blob_hash'])
+        .execute();
+      await db.schema
+        .createTable('bayes_cursor')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

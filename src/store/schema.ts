@@ -159,6 +159,29 @@ export interface AccessRulesTable {
   created_at: number;
 }
 
+/** Bayes token statistics (migration 0011; src/policy/content/bayes.ts): scope '' is global, else an account's address. */
+export interface BayesTokensTable {
+  scope: string;
+  /** First 8 bytes of the token's SHA-1, hex. */
+  token: string;
+  spam_count: number;
+  ham_count: number;
+}
+
+export interface BayesTotalsTable {
+  scope: string;
+  spam_messages: number;
+  ham_messages: number;
+}
+
+/** What a message (by blob hash, or SHA-256 of a trained file) was learned as, per scope. */
+export interface BayesSeenTable {
+  scope: string;
+  blob_hash: string;
+  verdict: 'spam' | 'ham';
+  created_at: number;
+}
+
 export interface PolicyStateTable {
   kind: string;
   key: string;
@@ -182,6 +205,10 @@ export interface Database {
   subscriptions: SubscriptionsTable;
   training_signals: TrainingSignalsTable;
   access_rules: AccessRulesTable;
+  bayes_tokens: BayesTokensTable;
+  bayes_totals: BayesTotalsTable;
+  bayes_seen: BayesSeenTable;
+  bayes_cursor: { name: string; value: number };
 }
 
 export type Timestamp = ColumnType<number, number, number>;

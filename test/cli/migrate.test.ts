@@ -45,7 +45,7 @@ async function dump(db: Kysely<Database>, table: keyof Database, keys: string[])
 
 test('postern migrate copies a SQLite installation into PostgreSQL with ids, UIDs, flags and bytes intact', { skip, timeout: 180_000 }, async () => {
   // The source: SQLite, small messages inline and a large one as a file.
-  const t = await startTestServer({ store: { backend: 'sqlite', inline_max_size: 1024 } });
+  const t = await startTestServer({ store: { backend: 'sqlite', inline_max_size: 4096 } });
   const store = pgStore();
   try {
     const d = t.server.ctx.data;
@@ -144,7 +144,7 @@ test('postern migrate copies a SQLite installation into PostgreSQL with ids, UID
 });
 
 test('postern migrate while the source server receives mail: a consistent snapshot, new mail left out', { skip, timeout: 180_000 }, async () => {
-  const t = await startTestServer({ store: { backend: 'sqlite', inline_max_size: 1024 } });
+  const t = await startTestServer({ store: { backend: 'sqlite', inline_max_size: 4096 } });
   const store = pgStore();
   try {
     // Enough rows that the copy takes a while, so deliveries land between tables.
