@@ -57,3 +57,36 @@ test('SIGHUP re-reads the config: a DNSBL added takes effect for new connections
     fs.rmSync(path.join(dir), { recursive: true, force: true });
   }
 });
+
+test('SIGHUP applies [policy.spam]: a higher reject threshold turns a refusal into Junk delivery', { timeout: 120_000 }, async () => {
+  const dir = tempDir('postern-reload-');
+  const pg = testStore();
+  const base = `hostname = "mx.example.test"\ndata_dir = "${dir}/data"\ndomains = ["example.test"]\n${storeToml(pg)}[listen]\nsmtp = "127.0.0.1:0"\nlocal = "${dir}/postern.sock"\n[log]\nlevel = "info"\n[policy.auth]\nenabled = false\n`;
+  const cfg = writeConfig(dir, base);
+  const add = await postern(['user', 'add', 'alice@example.test', '--no-password', '--config', cfg]);
+  assert.equal(add.status, 0, add.stderr);
+  const srv = await startChildServer(cfg);
+  const gtube = 'From: <x@remote.test>\r\nTo: <alice@example.test>\r\nSubject: test\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <gtube@remote.test>\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n';
+  const send = async () => {
+    const c = await SmtpTestClient.connect({ port: port(srv.endpoints.smtp!) });
+    try {
+      return (await c.sendMail({ from: 'x@remote.test', to: ['alice@example.test'], message: gtube })).data;
+    } finally {
+      await c.quit().catch(() => undefined);
+    }
+  };
+  try {
+    assert.equal((await send())?.code, 550, 'GTUBE is above the default policy.spam.reject (15)');
+    fs.writeFileSync(cfg, `${base}[policy.spam]\nreject = 5000\n`);
+    srv.child.kill('SIGHUP');
+    await until('reload logged', async () => /configuration reloaded: policy applied/.test(srv.output()), 20_000);
+    const r = await send();
+    assert.equal(r?.code, 250, r?.text);
+    await until('logged as tagged', async () => /"decision":"tag"/.test(srv.output()), 5_000);
+  } finally {
+    srv.child.kill('SIGTERM');
+    await new Promise((r) => srv.child.once('exit', r));
+    await dropTestStore(pg);
+    fs.rmSync(path.join(dir), { recursive: true, force: true });
+  }
+});
