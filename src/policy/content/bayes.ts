@@ -56,6 +56,8 @@ export function bayesHits(r: BayesResult): ScoreHit[] {
   return hits;
 }
 
+const TOTALS_TTL_MS = 10_000;
+
 export class Bayes {
   constructor(
     private data: DataStore,
@@ -68,10 +70,36 @@ export class Bayes {
     return users.length === 1 ? ['', users[0]!] : [''];
   }
 
+  /**
+   * Learned-message counts per scope, read at most every TOTALS_TTL_MS: they change slowly and
+   * the classifier only needs them roughly, while reading them for every message on the MX
+   * port was one query per message (most of an untrained filter's cost).
+   */
+  private totalsCache = new Map<string, { at: number; spam: number; ham: number }>();
+
+  private async totals(scopes: string[]): Promise<Map<string, { spam: number; ham: number }>> {
+    const now = Date.now();
+    const missing = scopes.filter((s) => {
+      const c = this.totalsCache.get(s);
+      return !c || now - c.at > TOTALS_TTL_MS;
+    });
+    if (missing.length) {
+      const read = await this.data.bayesTotals(missing);
+      if (this.totalsCache.size > 10_000) this.totalsCache.clear(); // bounded: one entry per recipient seen
+      for (const s of missing) this.totalsCache.set(s, { at: now, ...(read.get(s) ?? { spam: 0, ham: 0 }) });
+    }
+    const out = new Map<string, { spam: number; ham: number }>();
+    for (const s of scopes) {
+      const c = this.totalsCache.get(s)!;
+      if (c.spam || c.ham) out.set(s, { spam: c.spam, ham: c.ham });
+    }
+    return out;
+  }
+
   /** The spam probability of a message's tokens, or null while too little has been learned. */
   async classify(tokens: string[], recipients: string[]): Promise<BayesResult | null> {
     const scopes = Bayes.scopes(recipients);
-    const totals = await this.data.bayesTotals(scopes);
+    const totals = await this.totals(scopes);
     const global = totals.get('') ?? { spam: 0, ham: 0 };
     if (global.spam < Math.max(1, this.minLearned) || global.ham < Math.max(1, this.minLearned)) return null;
     let nSpam = 0;
@@ -101,6 +129,7 @@ export class Bayes {
   /** Learns a message (by blob hash or file hash) as spam or ham, or forgets it (null), in each scope. */
   async learn(scopes: string[], id: string, tokens: string[], verdict: 'spam' | 'ham' | null): Promise<Array<'spam' | 'ham' | null>> {
     const hashed = [...new Set(tokens.map(hashToken))];
+    this.totalsCache.clear();
     const before: Array<'spam' | 'ham' | null> = [];
     for (const scope of new Set(scopes)) before.push(await this.data.bayesLearn(scope, id, hashed, verdict));
     return before;
