@@ -6,6 +6,8 @@ import path from 'node:path';
 import { dkimSign } from 'mailauth';
 import { startTestServer, inbox, blobText, type TestServer } from '../helpers/server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import { ImapTestClient } from '../helpers/imap-client.ts';
+import { until } from '../helpers/until.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import { systemResolver } from '../../src/net/dns.ts';
 import { postern, writeConfig } from '../helpers/cli.ts';
@@ -197,4 +199,23 @@ test('domain blocklists: a listed link host adds its points to the score; "query
   assert.equal(r.data?.code, 250, r.data?.text);
   h = headerOf((await stored('refused link'))!);
   assert.doesNotMatch(h, /URIBL_/);
+});
+
+test('a user moving a message into Junk over IMAP teaches the server\'s Bayes filter (the running trainer)', async () => {
+  const r = await send('promo@plain.test', msg('promo@plain.test', 'limited offer', 'Buy cheap replica watches today, best prices guaranteed.\r\n'));
+  assert.equal(r.data?.code, 250, r.data?.text);
+  const before = (await t.server.ctx.data.bayesTotals(['bob@example.test', 'alice@example.test'])).get('alice@example.test')?.spam ?? 0;
+  const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  try {
+    assert.equal((await c.login()).status, 'OK');
+    assert.equal((await c.command('SELECT INBOX')).status, 'OK');
+    const found = await c.command('UID SEARCH SUBJECT "limited offer"');
+    const uid = /\* SEARCH (\d+)/.exec(found.lines.join('\n'))?.[1];
+    assert.ok(uid, found.lines.join('\n'));
+    assert.equal((await c.command(`UID MOVE ${uid} Junk`)).status, 'OK');
+  } finally {
+    c.close();
+  }
+  // The server's trainer looks every 5 s.
+  await until('learned as spam for alice', async () => ((await t.server.ctx.data.bayesTotals(['alice@example.test'])).get('alice@example.test')?.spam ?? 0) === before + 1, 15_000);
 });
