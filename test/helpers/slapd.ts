@@ -8,6 +8,7 @@ import { hash as argon2Hash, Algorithm } from '@node-rs/argon2';
 import { encrypt as sha512Crypt } from 'unixcrypt';
 import { run } from './cli.ts';
 import { makeCert } from './certs.ts';
+import { freePort, stopDaemon } from './daemon.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 
 /**
@@ -53,13 +54,6 @@ export function ssha(password: string): string {
   return `{SSHA}${Buffer.concat([crypto.createHash('sha1').update(password).update(salt).digest(), salt]).toString('base64')}`;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 const SCHEMA = `
 attributetype ( 1.3.6.1.4.1.99999.42.1.1 NAME 'mailAlternateAddress'
@@ -264,11 +258,7 @@ member: uid=dave,${PEOPLE}
     const child = this.child;
     if (!child) return;
     this.child = null;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await gone;
-    clearTimeout(timer);
+    await stopDaemon(child);
   }
 
   /**

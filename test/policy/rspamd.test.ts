@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { rspamdFilter, parseRspamdResult } from '../../src/policy/content/rspamd.ts';
 import type { ContentInput } from '../../src/policy/content/types.ts';
+import { freePort, stopDaemon } from '../helpers/daemon.ts';
 
 /**
  * The Rspamd client (issue #9) against Debian's real Rspamd, started once for this file with
@@ -47,14 +48,6 @@ function input(message: Buffer, over: Partial<ContentInput> = {}): ContentInput 
 }
 
 const HAM = mail('Hi Alice,\r\n\r\nshall we have lunch tomorrow at noon, at the usual place?\r\nI can book a table for two.\r\n\r\nBob');
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function ping(url: string): Promise<boolean> {
   try {
@@ -119,13 +112,7 @@ worker "normal" {
 });
 
 after(async () => {
-  if (proc && proc.exitCode === null && proc.signalCode === null) {
-    const exited = new Promise((r) => proc!.once('exit', r));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc!.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await stopDaemon(proc, 10_000);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

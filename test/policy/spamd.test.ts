@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spamdFilter, parseSpamdAddress, parseReport } from '../../src/policy/content/spamd.ts';
 import type { ContentInput } from '../../src/policy/content/types.ts';
+import { freePort, stopDaemon } from '../helpers/daemon.ts';
 
 /**
  * The spamd client (issue #9) against Debian's real spamd (SpamAssassin 4), started once for
@@ -49,14 +50,6 @@ function input(message: Buffer): ContentInput {
 
 const HAM = mail('Hi Alice,\r\n\r\nshall we have lunch tomorrow at noon, at the usual place?\r\nI can book a table for two.\r\n\r\nBob');
 const SPAM = mail(`This is the GTUBE, the\r\n\r\n${GTUBE}\r\n\r\ntest string.`, 'Test spam mail (GTUBE)');
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** spamd's PING: true once a child answers PONG. */
 function ping(port: number): Promise<boolean> {
@@ -111,13 +104,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (proc && proc.exitCode === null && proc.signalCode === null) {
-    const exited = new Promise((r) => proc!.once('exit', r));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc!.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await stopDaemon(proc, 5000);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
