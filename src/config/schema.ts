@@ -13,6 +13,27 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "address:port", e.g. "127.0.0.1:2025" or "[::1]:2025"');
 
 /** Durations as strings: "300s", "10m", "5d", or a bare number of seconds. Parsed to milliseconds. */
+/**
+ * A list of DNS list zones: a zone name, or a table with `zone`, the `answers` that count and
+ * the zone's number (`weight` for client blocklists, `score` for domain blocklists).
+ */
+function dnsZoneList<S extends z.ZodRawShape>(number: S) {
+  return z
+    .array(
+      z.union([
+        z.string().min(1),
+        z
+          .object({
+            zone: z.string().min(1),
+            ...number,
+            answers: z.array(z.string().refine(isAddressOrCidr, 'expected an address or CIDR in 127.0.0.0/8')).default([]),
+          })
+          .strict(),
+      ]),
+    )
+    .default([]);
+}
+
 export const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
   if (typeof v === 'number') return v * 1000;
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(v.trim());
@@ -200,20 +221,7 @@ export const configSchema = z
              * addresses that count; default any in 127.0.0.0/8 except 127.255.255.x, the
              * "query refused" codes).
              */
-            zones: z
-              .array(
-                z.union([
-                  z.string().min(1),
-                  z
-                    .object({
-                      zone: z.string().min(1),
-                      weight: z.number().default(1),
-                      answers: z.array(z.string().refine(isAddressOrCidr, 'expected an address or CIDR in 127.0.0.0/8')).default([]),
-                    })
-                    .strict(),
-                ]),
-              )
-              .default([]),
+            zones: dnsZoneList({ weight: z.number().default(1) }),
             /** A client is refused when the weights of the zones listing it add up to this. */
             threshold: z.number().default(1),
             /** Per lookup; a lookup that times out or fails counts as not listed (fails open). */
@@ -223,20 +231,7 @@ export const configSchema = z
              * the body: a zone name (3 points) or a table with `zone`, `score` (points added to
              * the content score) and `answers`. Evidence for the score, never a refusal alone.
              */
-            domain_zones: z
-              .array(
-                z.union([
-                  z.string().min(1),
-                  z
-                    .object({
-                      zone: z.string().min(1),
-                      score: z.number().default(3),
-                      answers: z.array(z.string().refine(isAddressOrCidr, 'expected an address or CIDR in 127.0.0.0/8')).default([]),
-                    })
-                    .strict(),
-                ]),
-              )
-              .default([]),
+            domain_zones: dnsZoneList({ score: z.number().default(3) }),
           })
           .strict()
           .default({ zones: [], threshold: 1, timeout: 3000, domain_zones: [] }),
