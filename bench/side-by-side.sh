@@ -20,7 +20,14 @@ for round in $(seq 1 "$ROUNDS"); do
   node --import tsx bench/smtp.ts --target 127.0.0.1:3025 --domain peer.test --count-cmd "$P/count-maildir.sh /tmp/peers/mail" 2>&1 | grep -E "^RESULT"
   "$P/stop-peers.sh" >/dev/null 2>&1
   D=$(mktemp -d /tmp/postern-side.XXXXXX)
-  printf 'hostname = "bench.test"\ndata_dir = "%s/data"\ndomains = ["peer.test"]\n[listen]\nsmtp = "127.0.0.1:3025"\nlocal = "%s/data/postern.sock"\n[log]\nlevel = "warn"\n' "$D" "$D" > "$D/postern.toml"
+  # The inbound checks (SPF, DMARC) look up DNS for every message: a local DNS that answers at
+  # once (NXDOMAIN) keeps the figures about Postern, not about this machine's resolver.
+  node --import tsx -e "
+    const { startDnsServer } = await import('./test/helpers/dns-server.ts');
+    const d = await startDnsServer({}); (await import('node:fs')).writeFileSync('$D/dns', d.address);" &
+  DNSP=$!
+  for _ in $(seq 1 100); do [ -s "$D/dns" ] && break; sleep 0.1; done
+  printf 'hostname = "bench.test"\ndata_dir = "%s/data"\ndomains = ["peer.test"]\n[listen]\nsmtp = "127.0.0.1:3025"\nlocal = "%s/data/postern.sock"\n[log]\nlevel = "warn"\n[dns]\nservers = ["%s"]\n%s\n' "$D" "$D" "$(cat "$D/dns")" "${BENCH_EXTRA_TOML:-}" > "$D/postern.toml"
   node --import tsx -e "
     const { openStores } = await import('./src/store/open.ts');
     const { hashPassword } = await import('./src/auth/password.ts');
@@ -36,5 +43,6 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round: postern, bench/smtp.ts (25 per connection)"
   node --import tsx bench/smtp.ts --target 127.0.0.1:3025 --domain peer.test --pid "$SP" --count-cmd "$CNT" 2>&1 | grep -E "^RESULT"
   kill "$SP"; wait "$SP"
+  kill "$DNSP" 2>/dev/null; wait "$DNSP" 2>/dev/null
   rm -rf "$D"
 done

@@ -28,6 +28,7 @@ import { systemResolver, type DnsResolver } from './net/dns.ts';
 import { DeliveryAgent, nodeId } from './queue/agent.ts';
 import { DkimSigner } from './queue/dkim.ts';
 import { BayesTrainer, bayesLearning } from './policy/content/trainer.ts';
+import { removeStaleHeldFiles } from './policy/content/held-message.ts';
 
 export interface RunningServer {
   ctx: Context;
@@ -135,6 +136,7 @@ export async function startServer(config: Config, log?: Logger, opts: ServerOpti
     await stores.close();
     throw err;
   }
+  removeStaleHeldFiles(path.join(config.data_dir, 'tmp'));
   const servers: SMTPServer[] = [];
   const netServers: ImapServer[] = [];
   // Created before ACME, which hands them its certificates; started with the IMAP listeners.

@@ -13,6 +13,7 @@ import { systemResolver } from '../../src/net/dns.ts';
 import { postern, writeConfig } from '../helpers/cli.ts';
 import { storeToml } from '../helpers/backend.ts';
 import { stripForgedFields, tagSubject } from '../../src/policy/content/header-edit.ts';
+import { HeldMessage, removeStaleHeldFiles } from '../../src/policy/content/held-message.ts';
 
 /**
  * The DATA stage of the MX port (issue #9): SPF, DKIM, DMARC through a real DNS server on a
@@ -218,4 +219,20 @@ test('a user moving a message into Junk over IMAP teaches the server\'s Bayes fi
   }
   // The server's trainer looks every 5 s.
   await until('learned as spam for alice', async () => ((await t.server.ctx.data.bayesTotals(['alice@example.test'])).get('alice@example.test')?.spam ?? 0) === before + 1, 15_000);
+});
+
+test('held messages: a spill creates data_dir/tmp when missing (blobs in PostgreSQL); files a crash left are removed at start', async () => {
+  const dir = path.join(t.dir, 'held-test', 'tmp');
+  const held = new HeldMessage(dir, 10);
+  await held.write(Buffer.from('0123456789abcdef'));
+  await held.end();
+  assert.equal(held.buffer(), null, 'spilled');
+  const read: Buffer[] = [];
+  for await (const c of held.stream(4)) read.push(c as Buffer);
+  assert.equal(Buffer.concat(read).toString(), '456789abcdef');
+  fs.writeFileSync(path.join(dir, 'other'), 'x');
+  removeStaleHeldFiles(dir);
+  assert.deepEqual(fs.readdirSync(dir), ['other']);
+  await held.discard();
+  removeStaleHeldFiles(path.join(t.dir, 'no-such-dir'));
 });

@@ -36,6 +36,8 @@ export class HeldMessage {
       return;
     }
     if (!this.file) {
+      // data_dir/tmp exists with file blobs; with blobs in PostgreSQL it may not yet.
+      await fsp.mkdir(this.tmpDir, { recursive: true, mode: 0o750 });
       this.filePath = path.join(this.tmpDir, `held.${process.pid}.${Date.now()}.${++seq}`);
       this.file = fs.createWriteStream(this.filePath, { flags: 'wx', mode: 0o640 });
       const held = Buffer.concat(this.chunks);
@@ -86,4 +88,15 @@ function drained(w: fs.WriteStream): Promise<void> {
     w.once('drain', onDrain);
     w.once('error', onErr);
   });
+}
+
+/** At start: held files a crash left behind (nothing in them was acknowledged). */
+export function removeStaleHeldFiles(tmpDir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(tmpDir);
+  } catch {
+    return; // no tmp dir: nothing was ever held
+  }
+  for (const n of names) if (n.startsWith('held.')) fs.rmSync(path.join(tmpDir, n), { force: true });
 }
