@@ -236,3 +236,22 @@ test('held messages: a spill creates data_dir/tmp when missing (blobs in Postgre
   await held.discard();
   removeStaleHeldFiles(path.join(t.dir, 'no-such-dir'));
 });
+
+test('bad input through the DATA stage: garbage, no header, a header that never ends, NULs, broken MIME and DKIM headers — a clear answer each time, the server keeps serving', async () => {
+  const rnd = crypto.randomBytes(20_000);
+  const cases: Array<[string, Buffer]> = [
+    ['random bytes', Buffer.from(rnd.toString('latin1').replace(/\r|\n|\./g, 'x') + '\r\n', 'latin1')],
+    ['body only', Buffer.from('\r\njust a body, no header at all\r\n')],
+    ['endless header', Buffer.from(Array.from({ length: 12_000 }, (_, i) => `X-H${i}: ${'v'.repeat(30)}`).join('\r\n') + '\r\n')],
+    ['NUL bytes', Buffer.from('From: <a@plain.test>\r\nSubject: nul\0s\r\n\r\nbody\0body\r\n', 'latin1')],
+    ['broken MIME', Buffer.from('From: <a@plain.test>\r\nSubject: mime\r\nContent-Type: multipart/mixed; boundary="\r\n\r\n--\r\nContent-Type: text/html; charset=x-unknown\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n')],
+    ['broken DKIM', Buffer.from('DKIM-Signature: v=1; a=rsa-sha256; d=good.test; s=sel; b=@@@; bh=\r\nDKIM-Signature: garbage\r\nFrom: <news@good.test>\r\nSubject: dkim\r\n\r\nx\r\n')],
+    ['8-bit header', Buffer.from('From: =?utf-8?q?=ZZ?= <a@plain.test>\r\nSubject: caf\xe9 \xff\xfe\r\n\r\nbody\r\n', 'latin1')],
+  ];
+  for (const [name, data] of cases) {
+    const r = await send('someone@plain.test', data);
+    assert.ok(r.data && [250, 550].includes(r.data.code), `${name}: ${r.data?.code} ${r.data?.text}`);
+  }
+  const ok = await send('someone@plain.test', msg('someone@plain.test', 'still serving'));
+  assert.equal(ok.data?.code, 250);
+});
