@@ -13,6 +13,21 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "address:port", e.g. "127.0.0.1:2025" or "[::1]:2025"');
 
 /** Durations as strings: "300s", "10m", "5d", or a bare number of seconds. Parsed to milliseconds. */
+/** [policy.spam] when absent (the table's own defaults, written once for both places zod needs them). */
+const SPAM_DEFAULTS = {
+  enabled: true,
+  tag: 5,
+  reject: 15,
+  subject_tag: '[SPAM]',
+  filter: 'builtin' as const,
+  spamd: '127.0.0.1:783',
+  rspamd_url: 'http://127.0.0.1:11333',
+  timeout: 15_000,
+  max_size: 1024 * 1024,
+  bayes: true,
+  bayes_min_learned: 20,
+};
+
 /**
  * A list of DNS list zones: a zone name, or a table with `zone`, the `answers` that count and
  * the zone's number (`weight` for client blocklists, `score` for domain blocklists).
@@ -296,19 +311,7 @@ export const configSchema = z
             bayes_min_learned: z.number().int().min(0).default(20),
           })
           .strict()
-          .default({
-            enabled: true,
-            tag: 5,
-            reject: 15,
-            subject_tag: '[SPAM]',
-            filter: 'builtin',
-            spamd: '127.0.0.1:783',
-            rspamd_url: 'http://127.0.0.1:11333',
-            timeout: 15_000,
-            max_size: 1024 * 1024,
-            bayes: true,
-            bayes_min_learned: 20,
-          }),
+          .default({ ...SPAM_DEFAULTS }),
       })
       .strict()
       .default({
@@ -316,19 +319,7 @@ export const configSchema = z
         dnsbl: { zones: [], threshold: 1, timeout: 3000, domain_zones: [] },
         greylist: { enabled: false, delay: 60_000, retry_window: 2 * 86_400_000, max_age: 35 * 86_400_000, auto_whitelist: 5, whitelist_domains: [] },
         auth: { enabled: true, dmarc_reject: true, dmarc_quarantine: true },
-        spam: {
-          enabled: true,
-          tag: 5,
-          reject: 15,
-          subject_tag: '[SPAM]',
-          filter: 'builtin',
-          spamd: '127.0.0.1:783',
-          rspamd_url: 'http://127.0.0.1:11333',
-          timeout: 15_000,
-          max_size: 1024 * 1024,
-          bayes: true,
-          bayes_min_learned: 20,
-        },
+        spam: { ...SPAM_DEFAULTS },
       }),
     imap: z
       .object({

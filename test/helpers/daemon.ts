@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 /**
  * For tests that start a third-party daemon (slapd, spamd, rspamd) as a child process: a free
@@ -21,4 +21,25 @@ export async function stopDaemon(child: ChildProcess | null, graceMs = 10_000): 
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * Spawns a daemon in the foreground and waits until `ready()` says it answers (polling every
+ * 250 ms, up to `withinMs`); throws with its output when it exits or takes too long.
+ */
+export async function startDaemon(name: string, bin: string, args: string[], ready: () => Promise<boolean>, withinMs = 60_000): Promise<{ child: ChildProcess; output: () => string }> {
+  let log = '';
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (d) => (log += d.toString()));
+  child.stderr!.on('data', (d) => (log += d.toString()));
+  const deadline = Date.now() + withinMs;
+  while (!(await ready())) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}):\n${log}`);
+    if (Date.now() > deadline) {
+      await stopDaemon(child, 1000);
+      throw new Error(`${name} did not start within ${withinMs / 1000} s:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { child, output: () => log };
 }

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { rspamdFilter, parseRspamdResult } from '../../src/policy/content/rspamd.ts';
 import type { ContentInput } from '../../src/policy/content/types.ts';
-import { freePort, stopDaemon } from '../helpers/daemon.ts';
+import { freePort, startDaemon, stopDaemon } from '../helpers/daemon.ts';
 
 /**
  * The Rspamd client (issue #9) against Debian's real Rspamd, started once for this file with
@@ -61,7 +61,7 @@ async function ping(url: string): Promise<boolean> {
 let dir = '';
 let url = '';
 let proc: ChildProcess | null = null;
-let log = '';
+let output = () => '';
 
 before(async () => {
   if (missing) return;
@@ -100,15 +100,9 @@ worker "normal" {
   const args = ['-f', '-c', conf, `--var=LOCAL_CONFDIR=${path.join(dir, 'local')}`, `--var=DBDIR=${path.join(dir, 'db')}`, `--var=RUNDIR=${path.join(dir, 'run')}`, `--var=LOGDIR=${dir}`];
   // Rspamd refuses to run its workers as root; CI runs the tests as root.
   if (process.getuid?.() === 0) args.push('-u', 'nobody', '-g', 'nogroup');
-  proc = spawn(RSPAMD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout!.on('data', (d) => (log += d.toString()));
-  proc.stderr!.on('data', (d) => (log += d.toString()));
-  const deadline = Date.now() + 60_000;
-  while (!(await ping(url))) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`rspamd exited (${proc.exitCode ?? proc.signalCode}):\n${log}`);
-    if (Date.now() > deadline) throw new Error(`rspamd did not start within 60 s:\n${log}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  const started = await startDaemon('rspamd', RSPAMD, args, () => ping(url));
+  proc = started.child;
+  output = started.output;
 });
 
 after(async () => {

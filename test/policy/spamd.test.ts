@@ -2,14 +2,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, inbox, blobText } from '../helpers/server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spamdFilter, parseSpamdAddress, parseReport } from '../../src/policy/content/spamd.ts';
 import type { ContentInput } from '../../src/policy/content/types.ts';
-import { freePort, stopDaemon } from '../helpers/daemon.ts';
+import { freePort, startDaemon, stopDaemon } from '../helpers/daemon.ts';
 
 /**
  * The spamd client (issue #9) against Debian's real spamd (SpamAssassin 4), started once for
@@ -68,7 +68,7 @@ let dir = '';
 let port = 0;
 let socketPath = '';
 let proc: ChildProcess | null = null;
-let log = '';
+let output = () => '';
 
 before(async () => {
   if (missing) return;
@@ -92,15 +92,9 @@ before(async () => {
   ];
   // spamd refuses to run its children as root; CI runs the tests as root.
   if (process.getuid?.() === 0) args.push('--username=nobody');
-  proc = spawn(SPAMD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout!.on('data', (d) => (log += d.toString()));
-  proc.stderr!.on('data', (d) => (log += d.toString()));
-  const deadline = Date.now() + 60_000;
-  while (!(await ping(port))) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`spamd exited (${proc.exitCode ?? proc.signalCode}):\n${log}`);
-    if (Date.now() > deadline) throw new Error(`spamd did not start within 60 s:\n${log}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  const started = await startDaemon('spamd', SPAMD, args, () => ping(port));
+  proc = started.child;
+  output = started.output;
 });
 
 after(async () => {
@@ -130,8 +124,8 @@ test('over the unix socket, with a User: header (spamd logs the user it checked 
   assert.ok(r.score >= 1000);
   // spamd logs "spamd: checking message <id> for alice:65534" once it read the request.
   const deadline = Date.now() + 5000;
-  while (!/checking message .* for alice:/.test(log) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
-  assert.match(log, /checking message .* for alice:/);
+  while (!/checking message .* for alice:/.test(output()) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+  assert.match(output(), /checking message .* for alice:/);
 });
 
 test('connection refused: rejects naming policy.spam.spamd', { skip: missing }, async () => {
