@@ -556,8 +556,11 @@ async function pump(
     }
     for (const b of [added, parts.header, parts.rest]) if (b.length) await sink.write(b);
   };
+  // Past the size limit (smtp.max_message_size) the rest is read and dropped, not stored:
+  // smtp-server keeps passing the data on, and the reply will be 552 anyway.
+  const tooBig = () => (stream as Readable & { sizeExceeded?: boolean }).sizeExceeded === true;
   const emit = async (b: Buffer) => {
-    if (refused || !b.length) return;
+    if (refused || !b.length || tooBig()) return;
     if (peek && !peek.done) {
       const parts = peek.push(b);
       if (parts) await release(parts);

@@ -255,3 +255,38 @@ test('bad input through the DATA stage: garbage, no header, a header that never 
   const ok = await send('someone@plain.test', msg('someone@plain.test', 'still serving'));
   assert.equal(ok.data?.code, 250);
 });
+
+test('a message over smtp.max_message_size is refused with 552 and not written out past the limit (the rest is read and dropped)', async () => {
+  const small = await startTestServer({ smtp: { max_message_size: 512 * 1024 }, policy: { spam: { max_size: 64 * 1024 } } });
+  try {
+    const tmp = path.join(small.dir, 'tmp');
+    let largest = 0;
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        for (const f of fs.existsSync(tmp) ? fs.readdirSync(tmp) : []) {
+          try {
+            largest = Math.max(largest, fs.statSync(path.join(tmp, f)).size);
+          } catch {
+            /* removed meanwhile */
+          }
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    const line = 'y'.repeat(998) + '\r\n';
+    const big = msg('someone@plain.test', 'too big', line.repeat(8 * 1024)); // ~8 MB
+    const c = await SmtpTestClient.connect({ port: small.smtpPort });
+    try {
+      const r = await c.sendMail({ from: 'someone@plain.test', to: ['alice@example.test'], message: big });
+      assert.equal(r.data?.code, 552, r.data?.text);
+    } finally {
+      await c.quit().catch(() => undefined);
+    }
+    polling = false;
+    await poll;
+    assert.ok(largest < 1024 * 1024, `a temporary file grew to ${largest} bytes`);
+  } finally {
+    await small.stop();
+  }
+});
