@@ -68,12 +68,12 @@ export class MessageSink {
       size: blob.size,
       blobData: blob.data ?? null,
       meta: JSON.stringify(meta),
-      searchText,
+      searchText: noNul(searchText),
       internalDate: target.internalDate,
-      subject: index.subject,
-      from: index.from,
+      subject: noNul(index.subject),
+      from: noNul(index.from),
       date: index.date,
-      messageId: index.messageId,
+      messageId: noNul(index.messageId),
       deliveries: target.deliveries,
       queue: target.queue,
     };
@@ -127,4 +127,13 @@ export class Ingest {
     if (msg.queue) this.onQueued?.();
     return added;
   }
+}
+
+/**
+ * NUL bytes from a message's headers or text become U+FFFD in the columns derived from them:
+ * PostgreSQL's text type cannot hold U+0000 (the insert fails, and the message with it), and
+ * both backends should index the same. The message's own bytes (the blob) are kept as sent.
+ */
+function noNul<T extends string | null>(s: T): T {
+  return (s && s.includes('\0') ? s.replace(/\0/g, '\uFFFD') : s) as T;
 }
