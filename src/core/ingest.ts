@@ -68,7 +68,7 @@ export class MessageSink {
       size: blob.size,
       blobData: blob.data ?? null,
       meta: JSON.stringify(meta),
-      searchText: noNul(searchText),
+      searchText,
       internalDate: target.internalDate,
       subject: noNul(index.subject),
       from: noNul(index.from),
@@ -130,9 +130,11 @@ export class Ingest {
 }
 
 /**
- * NUL bytes from a message's headers or text become U+FFFD in the columns derived from them:
- * PostgreSQL's text type cannot hold U+0000 (the insert fails, and the message with it), and
- * both backends should index the same. The message's own bytes (the blob) are kept as sent.
+ * NUL bytes from a message's headers become U+FFFD in the columns derived from them (subject,
+ * from, Message-ID): PostgreSQL's text type cannot hold U+0000 (the insert failed, and the
+ * message with it), and both backends should show the same. The blob keeps the bytes as sent;
+ * searchText keeps its NULs (only SQLite's full-text table stores it, and its prefilter knows
+ * that LIKE stops at a NUL: src/store/search-index.ts).
  */
 function noNul<T extends string | null>(s: T): T {
   return (s && s.includes('\0') ? s.replace(/\0/g, '\uFFFD') : s) as T;
