@@ -2,6 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
+import { pino } from 'pino';
 import path from 'node:path';
 import { dkimSign } from 'mailauth';
 import { startTestServer, inbox, blobText, type TestServer } from '../helpers/server.ts';
@@ -288,5 +290,35 @@ test('a message over smtp.max_message_size is refused with 552 and not written o
     assert.ok(largest < 1024 * 1024, `a temporary file grew to ${largest} bytes`);
   } finally {
     await small.stop();
+  }
+});
+
+test('a filter that cannot be reached neither refuses nor delays mail: delivered unscored, and the log says why', async () => {
+  const closed = await new Promise<number>((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const lines: string[] = [];
+  const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+  const down = await startTestServer({ policy: { spam: { filter: 'spamd', spamd: `127.0.0.1:${closed}`, timeout: '5s' } } }, { log });
+  try {
+    const c = await SmtpTestClient.connect({ port: down.smtpPort });
+    try {
+      const started = Date.now();
+      const r = await c.sendMail({ from: 'someone@remote.test', to: ['alice@example.test'], message: msg('someone@remote.test', 'unscored') });
+      assert.equal(r.data?.code, 250, r.data?.text);
+      assert.ok(Date.now() - started < 4000, 'not held up to the timeout');
+    } finally {
+      await c.quit().catch(() => undefined);
+    }
+    const rows = await inbox(down, 'alice@example.test');
+    assert.equal(rows.length, 1);
+    assert.doesNotMatch(headerOf(await blobText(down, rows[0]!.blobHash)), /X-Spam-/);
+    assert.ok(lines.some((l) => /spam filter did not answer/.test(l) && /policy\.spam\.spamd/.test(l)), lines.join('\n'));
+  } finally {
+    await down.stop();
   }
 });
