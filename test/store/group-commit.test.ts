@@ -99,3 +99,26 @@ test('CLI stores (no writer thread) commit with synchronous=FULL and need no flu
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the writer thread checkpoints the WAL for the main connection (which has automatic checkpoints off)', async () => {
+  const dir = tempDir('postern-checkpoint-');
+  const dataDir = path.join(dir, 'data');
+  const stores = await openStores(dataDir, { writerThread: true });
+  try {
+    const dbFile = path.join(dataDir, 'postern.db');
+    const before = fs.statSync(dbFile).size;
+    // ~400 KB written on the main connection only: it lands in the WAL, and reaches the
+    // database file only through a checkpoint.
+    const rows = Array.from({ length: 4000 }, (_, i) => ({ name: `d${i}-${'x'.repeat(80)}.test`, created_at: 0 }));
+    for (let i = 0; i < rows.length; i += 500) await stores.data.db.insertInto('domains').values(rows.slice(i, i + 500)).execute();
+    const deadline = Date.now() + 5000;
+    while (fs.statSync(dbFile).size <= before + 300_000) {
+      assert.ok(Date.now() < deadline, `postern.db stayed at ${fs.statSync(dbFile).size} bytes: no checkpoint ran`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal((await stores.data.listDomains()).length, 4000);
+  } finally {
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -28,7 +28,11 @@ export class SqliteMessageWriter {
   private searchQueue: Array<[hash: string, text: string]> = [];
   private searchScheduled = false;
 
-  constructor(db: BetterSqlite3.Database) {
+  /** `sync`: the connection's synchronous mode, restored after the FTS transaction. */
+  constructor(
+    db: BetterSqlite3.Database,
+    private readonly sync: 'FULL' | 'NORMAL' = 'FULL',
+  ) {
     this.insertBlob = db.prepare('INSERT INTO blobs (hash, size, meta, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING');
     this.insertSearch = db.prepare('INSERT INTO search_text (hash, body) VALUES (?, ?)');
     this.bumpUid = db.prepare('UPDATE mailboxes SET uidnext = uidnext + 1 WHERE account_id = ? AND name = ? RETURNING id, uidnext');
@@ -74,7 +78,7 @@ export class SqliteMessageWriter {
    * The full-text index is derived data, so it is kept out of the acknowledged
    * transaction (FTS5 inserts doubled its cost): the delivery transaction records
    * the blob in search_pending, and this later transaction, committed without its
-   * own fsync (synchronous=NORMAL; the next FULL commit flushes it), fills FTS and
+   * own fsync (synchronous=NORMAL; the next flushed commit flushes it), fills FTS and
    * clears the pending rows. After a crash, backfillSearch() re-indexes whatever is
    * still pending from the stored message.
    */
@@ -83,13 +87,13 @@ export class SqliteMessageWriter {
     if (!this.searchQueue.length) return;
     const items = this.searchQueue;
     this.searchQueue = [];
-    this.setSync('NORMAL');
+    if (this.sync !== 'NORMAL') this.setSync('NORMAL');
     try {
       this.searchTx.immediate(items);
     } catch {
       // Left in search_pending: re-indexed from the message at the next start.
     } finally {
-      this.setSync('FULL');
+      if (this.sync !== 'NORMAL') this.setSync(this.sync);
     }
   }
 

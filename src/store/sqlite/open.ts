@@ -95,7 +95,9 @@ function cachingDatabase(raw: BetterSqlite3.Database, tracker: WriteTracker): { 
  * COMMIT returns only after the WAL is fsynced; with `groupCommit` (the server)
  * the connection commits with synchronous=NORMAL and every query that wrote
  * resolves only after a shared, asynchronous flush of the WAL (WalSync) — the
- * same guarantee without blocking the event loop. Raw statements on `raw` get
+ * same guarantee without blocking the event loop; `groupCommit` is for a caller
+ * that also runs the writer thread (writer-thread.ts), which checkpoints the WAL
+ * for this connection. Raw statements on `raw` get
  * no such flush: with groupCommit, only the kysely instance may write. Several
  * processes (the server and the `postern` CLI) may open the database at once;
  * busy_timeout makes them wait, not fail.
@@ -111,6 +113,11 @@ export async function openSqlite(
   raw.pragma('busy_timeout = 10000');
   raw.pragma('journal_mode = WAL');
   raw.pragma(`synchronous = ${opts.groupCommit ? 'NORMAL' : 'FULL'}`);
+  // A checkpoint (pages copied into the database file, then an fsync of it) runs in
+  // whichever connection's COMMIT finds the WAL past 1000 pages: on the server's
+  // main connection that stalled every session for milliseconds. The server's
+  // writer thread checkpoints instead (writer-worker.ts), off the event loop.
+  if (opts.groupCommit) raw.pragma('wal_autocheckpoint = 0');
   raw.pragma('foreign_keys = ON');
   const tracker: WriteTracker = { wrote: false };
   const wal = opts.groupCommit ? new WalSync(`${file}-wal`) : null;
