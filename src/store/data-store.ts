@@ -209,7 +209,8 @@ export class DataStore implements ChunkStore {
   private qAccount = this.precompiled((db) => db.selectFrom('accounts').selectAll().where('email', '=', '?'));
   private qAliasTargets = this.precompiled((db) => db.selectFrom('aliases').select('target').where('address', '=', '?').orderBy('target'));
 
-  private get postgres(): boolean {
+  /** Whether this store is on PostgreSQL (some SQL differs: JSON, locking). */
+  get postgres(): boolean {
     return this.db.getExecutor().adapter instanceof PostgresAdapter;
   }
 
@@ -1026,10 +1027,21 @@ export class DataStore implements ChunkStore {
    * Each takes the next modseq and an 'expunge' change row (kept for VANISHED).
    */
   async expunge(mailboxId: number, uids?: number[]): Promise<ExpungeResult> {
-    const accountId = await this.mailboxAccount(mailboxId);
-    return this.imapTx(accountId, async (trx) => {
-      await this.lockedMailbox(trx, mailboxId);
-      const rows = await this.messagesByUid(trx, mailboxId, uids ?? null, true);
+    // The \Deleted messages from the shared message list (flags are canonical there)
+    // instead of a scan of every row's flags (0.8 ms for 500 messages, every EXPUNGE);
+    // it is used only if the mailbox did not change between the look and the lock.
+    const [row] = await this.mailboxRows({ id: mailboxId });
+    if (!row) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    const view = await this.views.view(row);
+    const only = uids ? new Set(uids) : null;
+    const marked = view.messages.filter((m) => m.flags.includes('\\Deleted') && (!only || only.has(m.uid)));
+    return this.imapTx(row.accountId, async (trx) => {
+      const accountId = row.accountId;
+      const locked = await this.lockedMailbox(trx, mailboxId);
+      const rows =
+        locked.uidvalidity === view.uidvalidity && locked.highestmodseq === view.modseq
+          ? marked
+          : (await this.messagesByUid(trx, mailboxId, uids ?? null, true)).map((r) => ({ id: r.id, uid: Number(r.uid) }));
       if (!rows.length) return { expunged: [] };
       const first = await this.bumpModseqs(trx, accountId, rows.length);
       const t = now();
@@ -1242,10 +1254,10 @@ export class DataStore implements ChunkStore {
   }
 
   /** The mailbox, read again under the account lock (it may have been deleted since). */
-  private async lockedMailbox(trx: Transaction<Database>, mailboxId: number): Promise<{ uidvalidity: number; specialUse: string | null }> {
-    const r = await trx.selectFrom('mailboxes').select(['uidvalidity', 'special_use']).where('id', '=', mailboxId).executeTakeFirst();
+  private async lockedMailbox(trx: Transaction<Database>, mailboxId: number): Promise<{ uidvalidity: number; specialUse: string | null; highestmodseq: number }> {
+    const r = await trx.selectFrom('mailboxes').select(['uidvalidity', 'special_use', 'highestmodseq']).where('id', '=', mailboxId).executeTakeFirst();
     if (!r) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
-    return { uidvalidity: Number(r.uidvalidity), specialUse: r.special_use };
+    return { uidvalidity: Number(r.uidvalidity), specialUse: r.special_use, highestmodseq: Number(r.highestmodseq) };
   }
 
   /**

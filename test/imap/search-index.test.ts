@@ -6,7 +6,8 @@ import { ImapTestClient, type ImapReply } from '../helpers/imap-client.ts';
 import { dropTestStore, noPg, pgStore, TEST_PG } from '../helpers/backend.ts';
 import { until } from '../helpers/until.ts';
 import { runSearch, type MessageSource, type SearchKey } from '../../src/imap/search-keys.ts';
-import { bodiesWithout, bodyPrefilterPays, headerBlocks, loadMessages } from '../../src/store/search-index.ts';
+import { bodiesWithout, bodyPrefilterPays, loadMessages } from '../../src/store/search-index.ts';
+import { headerBlocks } from '../../src/store/header-blocks.ts';
 
 /**
  * SEARCH through the store's prefilters (src/store/search-index.ts, the rounds in

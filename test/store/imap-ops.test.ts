@@ -302,6 +302,40 @@ for (const backend of backends) {
     }
   });
 
+  test(`imap ops (${backend.name}): EXPUNGE takes the \\Deleted messages from the shared list only while it is current`, async () => {
+    const { a, b, cleanup } = await backend.open();
+    try {
+      const u = await setup(a.data);
+      await deliver(a.data, u.id, 4);
+      const inbox = (await a.data.getMailbox(u.id, 'INBOX'))!;
+      await a.data.storeFlags(inbox.id, [1], 'add', ['\\Deleted']);
+      await a.data.listMessageUids(inbox.id);
+      // The list as EXPUNGE looks at it, then a change lands before its transaction:
+      // the list is stale (UID 2 has no \Deleted in it) and must not be used.
+      const views = (a.data as unknown as { views: { view: (row: unknown) => Promise<unknown> } }).views;
+      const real = views.view.bind(views);
+      views.view = async (row) => {
+        const v = await real(row);
+        await b.data.storeFlags(inbox.id, [2], 'add', ['\\Deleted']);
+        return v;
+      };
+      try {
+        assert.deepEqual((await a.data.expunge(inbox.id)).expunged.map((x) => x.uid), [1, 2]);
+      } finally {
+        views.view = real;
+      }
+      // Current list: used as is (UID 3, flagged through the other handle, is seen after catching up).
+      await b.data.storeFlags(inbox.id, [3], 'add', ['\\Deleted']);
+      assert.deepEqual((await a.data.expunge(inbox.id)).expunged.map((x) => x.uid), [3]);
+      assert.deepEqual((await a.data.listMessageUids(inbox.id)).map((m) => m.uid), [4]);
+      await checkChangeLog(a.data, u.id);
+    } finally {
+      await a.close();
+      if (b !== a) await b.close();
+      await cleanup();
+    }
+  });
+
   test(`imap ops (${backend.name}): COPY and MOVE share the blobs, give new UIDs and modseqs`, async () => {
     const { a, b, cleanup } = await backend.open();
     try {

@@ -19,6 +19,7 @@ import {
 } from '../fetch-items.ts';
 import { ResponseBuffer } from '../writer.ts';
 import { BLOB_BATCH_MAX, readBlobRows, type BlobBatchRow } from '../../store/blob-batch.ts';
+import { headerBlocks } from '../../store/header-blocks.ts';
 import type { Command, Token } from '../parser.ts';
 import type { ImapSession } from '../session.ts';
 import type { SelectedMailbox } from '../selected.ts';
@@ -384,7 +385,7 @@ async function renderLoading(s: ImapSession, job: Job, plan: Plan, src: Source):
 async function loadBatch(s: ImapSession, plan: Plan, jobs: Job[]): Promise<Source[]> {
   const data = s.ctx.data;
   const sources: Source[] = jobs.map(() => ({ index: null, head: null, whole: false, ranges: null }));
-  const metaHashes: string[] = [];
+  let metaHashes: string[] = [];
   if (plan.index) {
     jobs.forEach((j, i) => {
       const ix = cachedIndex(data, j.m.blobHash);
@@ -392,9 +393,22 @@ async function loadBatch(s: ImapSession, plan: Plan, jobs: Job[]): Promise<Sourc
       else metaHashes.push(j.m.blobHash);
     });
   }
-  // Header only: a prefix of every message; else whole messages up to WHOLE_MAX (larger
-  // ones are read in ranges or streamed, never whole).
-  const bytesOf = (j: Job) => plan.bytes === 'header' || (plan.bytes === 'whole' && j.m.size <= WHOLE_MAX);
+  // Header only: the header blocks (header-blocks.ts, cached: a client's message list
+  // is fetched again and again), else a prefix of the message; whole messages up to
+  // WHOLE_MAX (larger ones are read in ranges or streamed, never whole).
+  const blocks = plan.bytes === 'header' ? await headerBlocks(data, jobs.map((j) => j.m.blobHash)) : null;
+  const bytesOf = (j: Job) => (plan.bytes === 'header' && !blocks!.has(j.m.blobHash)) || (plan.bytes === 'whole' && j.m.size <= WHOLE_MAX);
+  if (blocks?.size) {
+    jobs.forEach((j, i) => {
+      const b = blocks.get(j.m.blobHash);
+      if (!b) return;
+      const src = sources[i]!;
+      src.head = b.head;
+      src.whole = b.head.length >= j.m.size;
+      if (plan.index && !src.index) src.index = cachedIndex(data, j.m.blobHash) ?? rememberIndex(data, j.m.blobHash, b.meta);
+    });
+    metaHashes = metaHashes.filter((h) => !blocks.has(h));
+  }
   const dataHashes = plan.bytes === 'none' ? [] : jobs.filter(bytesOf).map((j) => j.m.blobHash);
   const request = plan.bytes === 'header' ? HEADER_PREFIX : ('whole' as const);
   let rows: Map<string, BlobBatchRow>;

@@ -4,7 +4,8 @@ import { tokenText, type Command } from '../parser.ts';
 import { formatSequenceSet } from '../sequence-set.ts';
 import { parseSearchKeys, runSearch, savedSearch, setSavedSearch, SearchSyntaxError, usesModseq, type MessageSource } from '../search-keys.ts';
 import type { ImapSession } from '../session.ts';
-import { bodiesWithout, bodyPrefilterPays, headerBlocks, loadMessages } from '../../store/search-index.ts';
+import { bodiesWithout, bodyPrefilterPays, loadMessages } from '../../store/search-index.ts';
+import { headerBlocks } from '../../store/header-blocks.ts';
 import type { CommandSpec } from './index.ts';
 
 /**
