@@ -58,6 +58,9 @@ const HELP = `usage: npm run bench:imap -- [options]
   --peer            then the same against Dovecot from ../shared/peers (root; Dovecot installed);
                     prints the ratio Postern / Dovecot
   --peer-only       only the Dovecot side (with --peer semantics)
+  --steps S         the logged-in mix runs only these steps, comma-separated, of headers, body,
+                    store, search, append (default all; 'none' leaves SELECT alone): for the
+                    server CPU of one kind of command
   --processes P     Postern's [imap] processes: N worker processes (default 0: the sessions run
                     in the main process) or auto (one per core)
   --keep            keep Postern's temp dir (config, data, server.log)
@@ -76,6 +79,7 @@ const { values: o } = parseArgs({
     peer: { type: 'boolean', default: false },
     'peer-only': { type: 'boolean', default: false },
     processes: { type: 'string', default: '0' },
+    steps: { type: 'string', default: 'headers,body,store,search,append' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -92,6 +96,14 @@ const WARMUP = Math.min(3, SECONDS / 5);
 if (!['login', 'session', 'both'].includes(o.mix!)) {
   console.error(`--mix must be login, session or both\n\n${HELP}`);
   process.exit(1);
+}
+const STEP_NAMES = ['headers', 'body', 'store', 'search', 'append'] as const;
+const STEPS = o.steps === 'none' ? [] : o.steps!.split(',');
+for (const s of STEPS) {
+  if (!(STEP_NAMES as readonly string[]).includes(s)) {
+    console.error(`--steps: unknown step "${s}" (use ${STEP_NAMES.join(', ')} or none)\n\n${HELP}`);
+    process.exit(1);
+  }
 }
 const MIXES: Mix[] = o.mix === 'both' ? ['login', 'session'] : [o.mix as Mix];
 const USERS = Math.max(CLIENTS + (BIG ? 1 : 0), 1);
@@ -136,7 +148,7 @@ function steps(r: () => number, email: string, clientNo: number): Step[] {
     () => `SEARCH SUBJECT ${quote(['meeting', 'invoice', 'budget', 'release', 'coffee'][Math.floor(r() * 5)]!)}`,
   ];
   let s = 0;
-  return [
+  const all: Step[] = [
     // a page of the message list
     async (_c, cmd) => {
       const start = 1 + Math.floor(r() * (MESSAGES - HEADER_PAGE));
@@ -163,6 +175,7 @@ function steps(r: () => number, email: string, clientNo: number): Step[] {
       await cmd('EXPUNGE', 'EXPUNGE');
     },
   ];
+  return all.filter((_, i) => STEPS.includes(STEP_NAMES[i]!));
 }
 
 async function runMix(t: Target, mix: Mix, seconds: number): Promise<{ stats: Stats; elapsed: number; serverCpuMs: number; genCpuMs: number; busyPct: number }> {
@@ -197,7 +210,7 @@ async function runMix(t: Target, mix: Mix, seconds: number): Promise<{ stats: St
         if (mix === 'login') {
           await login();
           await cmd('SELECT', 'SELECT INBOX');
-          await work[next++ % work.length]!(c!, cmd);
+          if (work.length) await work[next++ % work.length]!(c!, cmd);
           const t0 = performance.now();
           await c!.logout();
           record('LOGOUT', performance.now() - t0);

@@ -101,9 +101,34 @@ export class ImapSession {
     this.touch();
   }
 
+  /**
+   * Responses are coalesced: the first write of a turn of the event loop corks the
+   * socket and the rest of the turn's writes join it, so a command's untagged lines
+   * and its tagged status leave in one writev (a SELECT's eight lines were eight
+   * write calls). setImmediate uncorks once the turn's I/O callbacks and promise
+   * jobs are done: a response is delayed by less than one loop turn, and a writer
+   * that waits for 'drain' gets it, the uncork coming regardless.
+   */
   write(data: string | Buffer): void {
     if (this.closed) return;
+    if (!this.corked) {
+      this.corked = this.socket;
+      this.corked.cork();
+      setImmediate(this.uncork);
+    }
     this.socket.write(data);
+  }
+
+  private corked: net.Socket | null = null;
+  private readonly uncork = (): void => {
+    const sock = this.corked;
+    this.corked = null;
+    sock?.uncork();
+  };
+
+  /** Sends what write() holds now: before the connection changes hands (STARTTLS, COMPRESS) or closes. */
+  flushWrites(): void {
+    this.uncork();
   }
 
   /** An untagged response line (without CRLF). */
@@ -294,6 +319,7 @@ export class ImapSession {
   async startTls(): Promise<void> {
     if (!this.opts.starttls) throw new ImapError('NO', 'TLS is not available');
     const buffered = this.reader.pendingBytes;
+    this.flushWrites();
     const plain = this.socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('close');
@@ -318,6 +344,7 @@ export class ImapSession {
    * (they end the session either way); only reading moves to the new stream.
    */
   startCompression(): void {
+    this.flushWrites();
     const raw = this.socket;
     raw.removeAllListeners('data');
     // A Duplex with the socket's stream interface (write/drain/pause/resume/end/destroy).
@@ -334,6 +361,7 @@ export class ImapSession {
     this.lineWaiter?.(null);
     this.lineWaiter = null;
     this.abortAppends();
+    this.flushWrites();
     this.socket.end();
     this.socket.destroySoon?.();
     setTimeout(() => this.socket.destroy(), 1000).unref();

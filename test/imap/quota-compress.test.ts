@@ -204,6 +204,9 @@ test('quota on delivery: `postern user quota` sets it; a full mailbox gets 452 4
 function compressClient(c: ImapTestClient): Buffer[] {
   const raw = c.socket;
   raw.removeAllListeners('data');
+  // The client's own 'close' listener too: the connection's close may come before the
+  // inflater gave out the last response (zlib works off the event loop).
+  raw.removeAllListeners('close');
   const wire: Buffer[] = [];
   raw.on('data', (d: Buffer) => wire.push(d));
   const inflate = zlib.createInflateRaw();
@@ -221,7 +224,13 @@ function compressClient(c: ImapTestClient): Buffer[] {
   inflate.on('error', (e) => duplex.destroy(e));
   // The connection's end reaches the client only after the inflater gave out the last bytes
   // (zlib works off the event loop: closing on the socket's 'close' lost the final response).
-  inflate.on('end', () => duplex.destroy());
+  // Its last bytes and the end of the DEFLATE stream can come in one read: the end is
+  // pushed after them, and the stream closes once they were read (a destroy() right
+  // away dropped them).
+  inflate.on('end', () => {
+    duplex.once('end', () => duplex.destroy());
+    duplex.push(null);
+  });
   raw.on('close', () => {
     if (!inflate.writableEnded && !inflate.destroyed) inflate.end();
   });

@@ -154,6 +154,36 @@ test('ENABLE IMAP4rev2 and UTF8=ACCEPT; ID; NAMESPACE; commands before login are
   }
 });
 
+test("a command's untagged lines and its tagged status leave in one socket write (the session coalesces a turn's writes)", async () => {
+  const net = await import('node:net');
+  // Counted on the server's end of this connection: net.Socket's _write (one chunk) and
+  // _writev (the chunks a cork held), which Writable calls once per system write.
+  const proto = net.Socket.prototype as unknown as Record<'_write' | '_writev', (...a: unknown[]) => unknown>;
+  const orig = { _write: proto._write, _writev: proto._writev };
+  let clientPort = -1;
+  let writes = 0;
+  for (const m of ['_write', '_writev'] as const) {
+    proto[m] = function (this: import('node:net').Socket, ...a: unknown[]) {
+      if (this.remotePort === clientPort) writes++;
+      return orig[m].apply(this, a);
+    };
+  }
+  const c = await ImapTestClient.connect(t.imapPort);
+  try {
+    clientPort = c.socket.localPort!;
+    for (const cmd of ['CAPABILITY', 'ID NIL', 'CAPABILITY']) {
+      writes = 0;
+      const r = await c.command(cmd);
+      assert.equal(r.status, 'OK', r.text);
+      assert.equal(r.lines.length, 1);
+      assert.equal(writes, 1, `${cmd}: an untagged line and the tagged OK in ${writes} writes`);
+    }
+  } finally {
+    Object.assign(proto, orig);
+    c.close();
+  }
+});
+
 test('failed IMAP logins feed the ban guard: after 3 the client is refused with BYE at connect', async () => {
   const b = await startTestServer({ bans: { trusted_networks: [] }, auth: { failure_delay: '10ms', failure_delay_max: '10ms' } });
   try {
