@@ -451,7 +451,33 @@ class Headers {
   private parsed: HeaderField[] | null = null;
   private joined: string | null = null;
   private lower: string | null = null;
-  constructor(private readonly block: Buffer) {}
+  /** Holds "=?" (an encoded word) or NUL: decodeWords may turn its bytes into other text. */
+  private readonly encoded: boolean;
+  /** Holds a byte above 0x7f: some of those fold into ASCII. */
+  private readonly high: boolean;
+  constructor(private readonly block: Buffer) {
+    this.encoded = block.includes(ENCODED_WORD) || block.includes(0);
+    let high = false;
+    for (let i = 0; i < block.length; i++) {
+      if (block[i]! > 0x7f) {
+        high = true;
+        break;
+      }
+    }
+    this.high = high;
+  }
+
+  /**
+   * The Headers of a block from the shared header cache (header-blocks.ts), made once
+   * and kept as long as the cache keeps the block: a client's repeated FROM and
+   * SUBJECT searches then neither lower-case nor RFC 2047-decode a header twice (that
+   * was most of a SEARCH's time). The cache counts this copy in its size.
+   */
+  static of(block: { head: Buffer }): Headers {
+    let h = memo.get(block);
+    if (!h) memo.set(block, (h = new Headers(block.head)));
+    return h;
+  }
 
   /** Fields with values unfolded, RFC 2047-decoded and folded for matching. */
   fields(): HeaderField[] {
@@ -475,12 +501,13 @@ class Headers {
    * So a probe of printable ASCII found in a field is in the raw bytes, ASCII-lower-cased.
    */
   mayContain(probe: string): boolean {
-    if (!probe || this.block.includes(ENCODED_WORD) || this.block.includes(0)) return true;
-    for (const [ascii, utf8] of FOLDS_INTO_ASCII_UTF8) if (probe.includes(ascii) && this.block.includes(utf8)) return true;
+    if (!probe || this.encoded) return true;
+    if (this.high) for (const [ascii, utf8] of FOLDS_INTO_ASCII_UTF8) if (probe.includes(ascii) && this.block.includes(utf8)) return true;
     this.lower ??= this.block.toString('latin1').toLowerCase();
     return this.lower.includes(probe);
   }
 }
+const memo = new WeakMap<object, Headers>();
 
 /** One message's data, loaded on first use (or handed over from a batch) and kept for its other keys. */
 class MessageData {
@@ -729,7 +756,7 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
         const block = blocks.get(messages[i]!.blobHash);
         if (!block) continue;
         if (keepMetas) metas.set(messages[i]!.blobHash, block.meta);
-        const h = new Headers(block.head);
+        const h = Headers.of(block);
         for (const { l, probe } of headerKeys) {
           const known = run.known[l.id]!;
           if (known[i] !== UNKNOWN) continue;

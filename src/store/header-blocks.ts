@@ -42,13 +42,16 @@ export async function headerBlocks(data: DataStore, hashes: readonly string[]): 
  * (17–30 µs a row: the rows hold the whole message). Blobs are content-addressed,
  * so an entry never goes stale.
  */
-const HEADER_CACHE_BYTES = 64 * 1024 * 1024;
+const HEADER_CACHE_BYTES = 128 * 1024 * 1024;
 const headerCaches = new WeakMap<DataStore, LRUCache<string, { head: Buffer; meta: string }>>();
 function headerCacheOf(data: DataStore): LRUCache<string, { head: Buffer; meta: string }> {
   let c = headerCaches.get(data);
   if (!c) {
     // meta is a JS string: 2 bytes a character at most; plus the key and object overhead.
-    c = new LRUCache({ maxSize: HEADER_CACHE_BYTES, sizeCalculation: (v, k) => v.head.length + 2 * v.meta.length + 2 * k.length + 100 });
+    // SEARCH keeps its parsed copy of a block alongside (search-keys.ts Headers.of): the
+    // lower-cased text (1 byte a character), the decoded fields and their joined text
+    // (2 bytes a character each at most): counted as 5 × the block in all.
+    c = new LRUCache({ maxSize: HEADER_CACHE_BYTES, sizeCalculation: (v, k) => 5 * v.head.length + 2 * v.meta.length + 2 * k.length + 100 });
     headerCaches.set(data, c);
   }
   return c;
