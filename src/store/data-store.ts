@@ -28,6 +28,7 @@ import {
 import type { Insertable, Selectable as Row } from 'kysely';
 import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
 import { MailboxViews, type MailboxRow } from './mailbox-views.ts';
+import type { ExpungeCandidates, ViewAdvance } from './sqlite/imap-writer.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
 import { MailError } from '../core/errors.ts';
 import * as bayes from './bayes-rows.ts';
@@ -179,6 +180,12 @@ function toMessageUid(r: { id: number; uid: number | bigint; modseq: number | bi
   };
 }
 
+/** SQLite's writer thread (sqlite/imap-writer.ts): STORE and EXPUNGE, with what they did to the mailbox's list. */
+export interface FastImapWriter {
+  storeFlags(mailboxId: number, uids: number[], mode: StoreMode, flags: string[], unchangedSince?: number): Promise<{ result: StoreFlagsResult; view: ViewAdvance }>;
+  expunge(mailboxId: number, uids: number[] | null, seen: ExpungeCandidates | null): Promise<{ result: ExpungeResult; view: ViewAdvance }>;
+}
+
 /**
  * The data store: every SQL statement of Postern lives behind this class, written
  * once in kysely's query builder for every backend. Protocol code never sees SQL.
@@ -190,6 +197,8 @@ export class DataStore implements ChunkStore {
     readonly hasFts: boolean,
     /** A backend's faster equivalent of addMessages (same semantics), if it has one. */
     private readonly fastWriter: { addMessages(batch: NewMessage[]): AddedMessage[][] | Promise<AddedMessage[][]> } | null = null,
+    /** A backend's faster STORE and EXPUNGE (same semantics): SQLite's writer thread. */
+    private readonly fastImap: FastImapWriter | null = null,
   ) {}
 
   /**
@@ -992,6 +1001,11 @@ export class DataStore implements ChunkStore {
    * flags are stored in canonical case. UIDs not in the mailbox are skipped.
    */
   async storeFlags(mailboxId: number, uids: number[], mode: StoreMode, flags: string[], unchangedSince?: number): Promise<StoreFlagsResult> {
+    if (this.fastImap) {
+      const { result, view } = await this.fastImap.storeFlags(mailboxId, uids, mode, flags, unchangedSince);
+      this.views.advance(view);
+      return result;
+    }
     const accountId = await this.mailboxAccount(mailboxId);
     return this.imapTx(accountId, async (trx) => {
       await this.lockedMailbox(trx, mailboxId);
@@ -1035,6 +1049,12 @@ export class DataStore implements ChunkStore {
     const view = await this.views.view(row);
     const only = uids ? new Set(uids) : null;
     const marked = view.messages.filter((m) => m.flags.includes('\\Deleted') && (!only || only.has(m.uid)));
+    if (this.fastImap) {
+      const seen = { uidvalidity: view.uidvalidity, modseq: view.modseq, marked: marked.map((m) => ({ id: m.id, uid: m.uid })) };
+      const done = await this.fastImap.expunge(mailboxId, uids ?? null, seen);
+      this.views.advance(done.view);
+      return done.result;
+    }
     return this.imapTx(row.accountId, async (trx) => {
       const accountId = row.accountId;
       const locked = await this.lockedMailbox(trx, mailboxId);

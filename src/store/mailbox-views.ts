@@ -72,6 +72,19 @@ export class MailboxViews {
     return next;
   }
 
+  /**
+   * A write's own changes (sqlite/imap-writer.ts ViewAdvance): a view still at the
+   * HIGHESTMODSEQ the write found under the lock becomes the view at the one it left,
+   * which then needs no read of the changed rows. Any other view is left to the next
+   * look (it is behind by more than this write, or gone).
+   */
+  advance(a: { mailboxId: number; uidvalidity: number; from: number; to: number; changed: MessageUid[]; expunged: number[] }): void {
+    if (a.to === a.from) return;
+    const cur = this.views.get(a.mailboxId);
+    if (!cur || cur.uidvalidity !== a.uidvalidity || cur.modseq !== a.from) return;
+    this.views.set(a.mailboxId, { modseq: a.to, uidvalidity: a.uidvalidity, messages: applyDelta(cur.messages, a.changed, a.expunged) });
+  }
+
   /** MailboxInfo of a row: its fields plus the counts of its view. */
   async info(row: MailboxRow): Promise<MailboxInfo> {
     return (await this.infoAndView(row)).info;

@@ -14,6 +14,8 @@ export interface Stores {
   blobs: BlobStore;
   /** Change notifications: in-process on SQLite, LISTEN/NOTIFY between nodes on PostgreSQL. */
   pubsub: PubSub;
+  /** SQLite's writer thread, when the store has one (the server). */
+  writer?: SqliteWriterThread;
   close(): Promise<void>;
 }
 
@@ -78,12 +80,13 @@ export async function openStores(dataDir: string, opts: OpenOptions = {}): Promi
   const { db, raw, wal } = await openSqlite(dataDir, { groupCommit: !!opts.writerThread });
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;
   const inline = thread ? null : new SqliteMessageWriter(raw);
-  const data = new DataStore(db, true, thread ?? inline);
+  const data = new DataStore(db, true, thread ?? inline, thread);
   const blobs = new BlobStore(dataDir, { inlineMaxSize: opts.inlineMaxSize ?? 64 * 1024, loadInline: (hash) => data.inlineBlob(hash) });
   return {
     data,
     blobs,
     pubsub: new LocalPubSub(),
+    ...(thread ? { writer: thread } : {}),
     async close() {
       await thread?.close();
       inline?.flushSearch();

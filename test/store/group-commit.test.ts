@@ -122,3 +122,37 @@ test('the writer thread checkpoints the WAL for the main connection (which has a
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the writer thread answers a delivery, STORE or EXPUNGE only after it flushed the WAL; commits that arrive together share a flush', async () => {
+  const dir = tempDir('postern-groupcommit-');
+  const stores = await openStores(path.join(dir, 'data'), { writerThread: true });
+  try {
+    const { data, writer } = stores;
+    assert.ok(writer, 'the server store has a writer thread');
+    await data.ensureDomain('flush.test');
+    const acct = await data.addAccount('f@flush.test', null);
+    const inbox = (await data.getMailbox(acct.id, 'INBOX'))!;
+    const msg = (n: number) => {
+      const bytes = Buffer.from(`Subject: ${n}\r\n\r\nbody ${n}\r\n`);
+      return { blobHash: `flush-${n}`, size: bytes.length, blobData: bytes, meta: '{}', searchText: null, internalDate: n, subject: `${n}`, from: 'a@flush.test', date: null, messageId: `<${n}@flush.test>`, deliveries: [{ accountId: acct.id }], queue: null };
+    };
+    let before = writer.flushes;
+    await data.addMessages([msg(1)]);
+    assert.ok(writer.flushes > before, 'a delivery was answered before a flush');
+    before = writer.flushes;
+    await data.storeFlags(inbox.id, [1], 'add', ['\\Deleted']);
+    assert.ok(writer.flushes > before, 'a STORE was answered before a flush');
+    before = writer.flushes;
+    await data.expunge(inbox.id);
+    assert.ok(writer.flushes > before, 'an EXPUNGE was answered before a flush');
+    // Twenty commits sent at once: every answer after a flush, fewer flushes than commits.
+    await data.addMessages(Array.from({ length: 20 }, (_, i) => msg(100 + i)));
+    before = writer.flushes;
+    await Promise.all(Array.from({ length: 20 }, (_, i) => data.storeFlags(inbox.id, [2 + i], 'add', ['\\Seen'])));
+    const used = writer.flushes - before;
+    assert.ok(used >= 1 && used < 20, `${used} flushes for 20 concurrent STOREs`);
+  } finally {
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openStores } from '../../src/store/open.ts';
 import type { DataStore, NewMessage } from '../../src/store/data-store.ts';
-import { applyDelta } from '../../src/store/mailbox-views.ts';
+import { applyDelta, MailboxViews, type MailboxRow } from '../../src/store/mailbox-views.ts';
 import type { MessageUid } from '../../src/store/imap-model.ts';
 import { tempDir } from '../helpers/server.ts';
 
@@ -93,6 +93,75 @@ test('a view follows changes made by another process on the same database (deliv
     const gone = (await server.data.getMailbox(acct.id, 'Gone'))!;
     await cli.data.deleteMailbox(acct.id, 'Gone');
     assert.equal(await server.data.mailboxView(gone.id), null);
+  } finally {
+    await cli.close();
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("advance: a write's own changes bring a view at the write's starting HIGHESTMODSEQ up to date without reading rows; any other view is read again", async () => {
+  let deltas = 0;
+  const rows = [m(1), m(2), m(3)];
+  const views = new MailboxViews({
+    messageUids: async () => rows.slice(),
+    messageDelta: async () => {
+      deltas++;
+      return { changed: [m(2, 9, ['\\Seen'])], expunged: [3] };
+    },
+  });
+  const row = (highestmodseq: number): MailboxRow => ({ id: 7, accountId: 1, name: 'INBOX', specialUse: null, uidvalidity: 5, uidnext: 4, highestmodseq, subscribed: true });
+  const v3 = await views.view(row(3));
+  assert.deepEqual(v3.messages.map((x) => x.uid), [1, 2, 3]);
+
+  // The server's STORE of uid 2 (modseq 3 → 4) and EXPUNGE of uid 3 (4 → 5).
+  views.advance({ mailboxId: 7, uidvalidity: 5, from: 3, to: 4, changed: [m(2, 4, ['\\Seen'])], expunged: [] });
+  views.advance({ mailboxId: 7, uidvalidity: 5, from: 4, to: 5, changed: [], expunged: [3] });
+  const v5 = await views.view(row(5));
+  assert.equal(deltas, 0, 'no rows read');
+  assert.deepEqual(v5.messages.map((x) => [x.uid, x.modseq, x.flags.join(' ')]), [[1, 1, ''], [2, 4, '\\Seen']]);
+  assert.equal(v5.messages[0], v3.messages[0], 'unchanged messages are shared');
+  assert.deepEqual((await views.info(row(5))).unseen, 1);
+
+  // A write that started above the view (someone else's change came first) leaves it alone:
+  // the next look reads the delta.
+  views.advance({ mailboxId: 7, uidvalidity: 5, from: 7, to: 8, changed: [m(1, 8, ['\\Flagged'])], expunged: [] });
+  const v9 = await views.view(row(9));
+  assert.equal(deltas, 1);
+  assert.deepEqual(v9.messages.map((x) => [x.uid, x.modseq]), [[1, 1], [2, 9]]);
+  // Another UIDVALIDITY, or a mailbox without a view: nothing happens.
+  views.advance({ mailboxId: 7, uidvalidity: 6, from: 9, to: 10, changed: [m(5, 10)], expunged: [] });
+  views.advance({ mailboxId: 8, uidvalidity: 5, from: 0, to: 1, changed: [m(5, 1)], expunged: [] });
+  assert.deepEqual((await views.view(row(9))).messages.map((x) => x.uid), [1, 2]);
+});
+
+test('the server (writer thread): STORE and EXPUNGE keep the view in step, as a second process sees it', async () => {
+  const dir = tempDir('postern-views-');
+  const server = await openStores(path.join(dir, 'data'), { writerThread: true });
+  const cli = await openStores(path.join(dir, 'data'));
+  try {
+    await server.data.ensureDomain('views.test');
+    const acct = await server.data.addAccount('w@views.test', null);
+    const inbox = (await server.data.getMailbox(acct.id, 'INBOX'))!;
+    await server.data.addMessages([message(acct.id), message(acct.id), message(acct.id)]);
+    assert.deepEqual(await uids(server.data, inbox.id), [[1, ''], [2, ''], [3, '']]);
+    const st = await server.data.storeFlags(inbox.id, [2, 3, 99], 'add', ['\\Deleted', '\\seen']);
+    assert.deepEqual(st.messages.map((x) => [x.uid, x.flags.join(' '), x.changed]), [[2, '\\Deleted \\Seen', true], [3, '\\Deleted \\Seen', true]]);
+    const again = await server.data.storeFlags(inbox.id, [2], 'add', ['\\Seen']);
+    assert.deepEqual(again.messages.map((x) => [x.uid, x.modseq, x.changed]), [[2, st.messages[0]!.modseq, false]]);
+    assert.deepEqual(await uids(server.data, inbox.id), [[1, ''], [2, '\\Deleted \\Seen'], [3, '\\Deleted \\Seen']]);
+    assert.deepEqual((await server.data.storeFlags(inbox.id, [1], 'add', ['\\Flagged'], 0)).modified, [1], 'UNCHANGEDSINCE 0 fails');
+    const ex = await server.data.expunge(inbox.id, [3]);
+    assert.deepEqual(ex.expunged.map((x) => x.uid), [3]);
+    assert.deepEqual(await uids(server.data, inbox.id), [[1, ''], [2, '\\Deleted \\Seen']]);
+    assert.deepEqual(await uids(cli.data, inbox.id), await uids(server.data, inbox.id));
+    const info = (await server.data.getMailbox(acct.id, 'INBOX'))!;
+    assert.equal(info.highestmodseq, ex.expunged[0]!.modseq);
+    assert.equal(info.highestmodseq, (await cli.data.getMailbox(acct.id, 'INBOX'))!.highestmodseq);
+    assert.deepEqual((await cli.data.changesSince(acct.id, inbox.id, st.messages[1]!.modseq)).vanished, [3]);
+    // A mailbox deleted meanwhile: NOT_FOUND from the thread, as from the portable path.
+    await assert.rejects(server.data.storeFlags(99_999, [1], 'add', ['\\Seen']), { name: 'MailError', code: 'NOT_FOUND' });
+    await assert.rejects(server.data.expunge(inbox.id + 99_999), { name: 'MailError', code: 'NOT_FOUND' });
   } finally {
     await cli.close();
     await server.close();

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { SqliteMessageWriter } from './message-writer.ts';
+import { SqliteImapWriter, type ExpungeCandidates } from './imap-writer.ts';
 import type { NewMessage } from '../data-store.ts';
+import type { StoreMode } from '../imap-model.ts';
 
 /**
  * The delivery commit thread: runs group-commit transactions off the main thread,
@@ -16,6 +18,10 @@ import type { NewMessage } from '../data-store.ts';
  * every delivery's fsync — and SQLite's busy handler waits by sleeping, on the
  * event loop.
  *
+ * It also commits IMAP STORE and EXPUNGE (imap-writer.ts), so it is the server's only
+ * writer on the hot paths. The messages that arrived together are committed one by
+ * one and then share one flush before their answers (group commit).
+ *
  * This thread also runs the WAL checkpoints (the main connection has automatic
  * checkpoints off, see openSqlite): a checkpoint copies pages into the database
  * file and fsyncs it, several milliseconds that must not block the event loop.
@@ -27,13 +33,17 @@ db.pragma('journal_mode = WAL');
 db.pragma('synchronous = NORMAL');
 db.pragma('foreign_keys = ON');
 const writer = new SqliteMessageWriter(db, 'NORMAL');
+const imap = new SqliteImapWriter(db);
 let walFd: number | null = null;
+/** Flushes done, sent with every answer (SqliteWriterThread.flushes: tests check no answer comes before one). */
+let flushes = 0;
 
 /** Every commit written to the WAL so far (by any connection) is on disk once this returns. */
 function flushWal(): void {
   // The -wal file exists after the first commit and keeps its inode while a connection is open.
   walFd ??= fs.openSync(`${file}-wal`, 'r');
   fs.fdatasyncSync(walFd);
+  flushes++;
 }
 
 /** PASSIVE: never waits for a lock, copies what no reader still needs; the WAL restarts once all is copied. */
@@ -47,21 +57,66 @@ const checkpoints = setInterval(() => {
 }, CHECKPOINT_EVERY_MS);
 checkpoints.unref();
 
-parentPort!.on('message', (msg: { id: number; batch?: NewMessage[]; close?: boolean }) => {
-  if (msg.close) {
+type Request =
+  | { id: number; close: true }
+  | { id: number; batch: NewMessage[] }
+  | { id: number; store: { mailboxId: number; uids: number[]; mode: StoreMode; flags: string[]; unchangedSince?: number } }
+  | { id: number; expunge: { mailboxId: number; uids: number[] | null; seen: ExpungeCandidates | null } };
+
+/** Answers of commits not flushed yet. */
+let unflushed: Array<{ id: number; result: unknown }> = [];
+let flushScheduled = false;
+
+/** After the turn's messages: one fdatasync for all their commits, then the answers. */
+function flushAndAnswer(): void {
+  flushScheduled = false;
+  const answers = unflushed;
+  unflushed = [];
+  try {
+    flushWal();
+  } catch (err) {
+    for (const a of answers) parentPort!.postMessage({ id: a.id, error: errorOf(err) });
+    return;
+  }
+  for (const a of answers) parentPort!.postMessage({ ...a, flushes });
+}
+
+function errorOf(err: unknown): { message: string; code: string | null; name: string } {
+  const e = err as Error & { code?: string };
+  return { message: e.message, code: e.code ?? null, name: e.name };
+}
+
+function run(msg: Exclude<Request, { close: true }>): unknown {
+  if ('batch' in msg) return writer.addMessages(msg.batch);
+  if ('store' in msg) {
+    const r = msg.store;
+    return imap.storeFlags(r.mailboxId, r.uids, r.mode, r.flags, r.unchangedSince);
+  }
+  const r = msg.expunge;
+  return imap.expunge(r.mailboxId, r.uids, r.seen);
+}
+
+parentPort!.on('message', (msg: Request) => {
+  if ('close' in msg) {
     clearInterval(checkpoints);
+    if (unflushed.length) flushAndAnswer();
     writer.flushSearch();
     if (walFd !== null) fs.closeSync(walFd);
     db.close();
     parentPort!.postMessage({ id: msg.id, result: null });
     return;
   }
+  let result: unknown;
   try {
-    const result = writer.addMessages(msg.batch!);
-    flushWal();
-    parentPort!.postMessage({ id: msg.id, result });
+    result = run(msg);
   } catch (err) {
-    const e = err as Error & { code?: string };
-    parentPort!.postMessage({ id: msg.id, error: { message: e.message, code: e.code ?? null, name: e.name } });
+    // Rolled back: nothing to flush.
+    parentPort!.postMessage({ id: msg.id, error: errorOf(err) });
+    return;
+  }
+  unflushed.push({ id: msg.id, result });
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushAndAnswer);
   }
 });
