@@ -29,6 +29,7 @@ import type { Insertable, Selectable as Row } from 'kysely';
 import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
 import { MailboxViews, type MailboxRow } from './mailbox-views.ts';
 import type { ExpungeCandidates, ViewAdvance } from './sqlite/imap-writer.ts';
+import type { SqliteReader } from './sqlite/open.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
 import { MailError } from '../core/errors.ts';
 import * as bayes from './bayes-rows.ts';
@@ -199,6 +200,8 @@ export class DataStore implements ChunkStore {
     private readonly fastWriter: { addMessages(batch: NewMessage[]): AddedMessage[][] | Promise<AddedMessage[][]> } | null = null,
     /** A backend's faster STORE and EXPUNGE (same semantics): SQLite's writer thread. */
     private readonly fastImap: FastImapWriter | null = null,
+    /** A direct read-only connection for the precompiled lookups (sqlite/open.ts SqliteReader). */
+    private readonly reader: SqliteReader | null = null,
   ) {}
 
   /**
@@ -210,6 +213,7 @@ export class DataStore implements ChunkStore {
     let text: string | null = null;
     return async (...params) => {
       text ??= build(this.db).compile().sql;
+      if (this.reader) return this.reader.all(text, params) as R[];
       return (await this.db.executeQuery<R>(CompiledQuery.raw(text, params))).rows;
     };
   }

@@ -77,10 +77,10 @@ export async function openStores(dataDir: string, opts: OpenOptions = {}): Promi
   // The server (writer thread) also group-commits the main connection's writes (IMAP
   // STORE/EXPUNGE/COPY, queue outcomes): see WalSync. CLI commands write with FULL
   // commits, including the in-line message writer on `raw`.
-  const { db, raw, wal } = await openSqlite(dataDir, { groupCommit: !!opts.writerThread });
+  const { db, raw, wal, reader } = await openSqlite(dataDir, { groupCommit: !!opts.writerThread });
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;
   const inline = thread ? null : new SqliteMessageWriter(raw);
-  const data = new DataStore(db, true, thread ?? inline, thread);
+  const data = new DataStore(db, true, thread ?? inline, thread, reader);
   const blobs = new BlobStore(dataDir, { inlineMaxSize: opts.inlineMaxSize ?? 64 * 1024, loadInline: (hash) => data.inlineBlob(hash) });
   return {
     data,
@@ -91,6 +91,7 @@ export async function openStores(dataDir: string, opts: OpenOptions = {}): Promi
       await thread?.close();
       inline?.flushSearch();
       await data.close();
+      reader?.close();
       wal?.close();
       blobs.close();
     },

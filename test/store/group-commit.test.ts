@@ -134,7 +134,7 @@ test('the writer thread answers a delivery, STORE or EXPUNGE only after it flush
     const inbox = (await data.getMailbox(acct.id, 'INBOX'))!;
     const msg = (n: number) => {
       const bytes = Buffer.from(`Subject: ${n}\r\n\r\nbody ${n}\r\n`);
-      return { blobHash: `flush-${n}`, size: bytes.length, blobData: bytes, meta: '{}', searchText: null, internalDate: n, subject: `${n}`, from: 'a@flush.test', date: null, messageId: `<${n}@flush.test>`, deliveries: [{ accountId: acct.id }], queue: null };
+      return { blobHash: `flush-${n}`, size: bytes.length, blobData: bytes, meta: '{}', searchText: `body ${n}`, internalDate: n, subject: `${n}`, from: 'a@flush.test', date: null, messageId: `<${n}@flush.test>`, deliveries: [{ accountId: acct.id }], queue: null };
     };
     let before = writer.flushes;
     await data.addMessages([msg(1)]);
@@ -151,6 +151,26 @@ test('the writer thread answers a delivery, STORE or EXPUNGE only after it flush
     await Promise.all(Array.from({ length: 20 }, (_, i) => data.storeFlags(inbox.id, [2 + i], 'add', ['\\Seen'])));
     const used = writer.flushes - before;
     assert.ok(used >= 1 && used < 20, `${used} flushes for 20 concurrent STOREs`);
+  } finally {
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the server's lookups run on their own read-only connection: never behind another session's open transaction, never seeing its uncommitted rows", { timeout: 10_000 }, async () => {
+  const dir = tempDir('postern-groupcommit-');
+  const stores = await openStores(path.join(dir, 'data'), { writerThread: true });
+  try {
+    const { data } = stores;
+    await data.addDomain('committed.test');
+    await data.db.transaction().execute(async (trx) => {
+      await trx.insertInto('domains').values({ name: 'open.test', created_at: Date.now() }).execute();
+      // On the main connection these would wait for this transaction to end (kysely's
+      // connection mutex): a deadlock here.
+      assert.equal(await data.isLocalDomain('committed.test'), true);
+      assert.equal(await data.isLocalDomain('open.test'), false, 'an uncommitted row was read');
+    });
+    assert.equal(await data.isLocalDomain('open.test'), true, 'the commit is seen by the next lookup');
   } finally {
     await stores.close();
     fs.rmSync(dir, { recursive: true, force: true });
