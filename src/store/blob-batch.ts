@@ -1,4 +1,4 @@
-import { CompiledQuery, sql, type AliasedRawBuilder } from 'kysely';
+import { sql, type AliasedRawBuilder } from 'kysely';
 import type { DataStore } from './data-store.ts';
 
 /**
@@ -79,8 +79,8 @@ export async function readBlobRows(store: DataStore, hashes: readonly string[], 
     const size = SIZES.find((n) => n >= part.length)!;
     const params: unknown[] = typeof req.data === 'number' ? [req.data, ...part] : [...part];
     for (let k = part.length; k < size; k++) params.push(part[part.length - 1]);
-    const r = await store.db.executeQuery<{ hash: string; meta?: string; data?: Buffer | Uint8Array | null }>(CompiledQuery.raw(sqlText(store, req, size), params));
-    for (const row of r.rows) {
+    const rows = await store.selectRows<{ hash: string; meta?: string; data?: Buffer | Uint8Array | null }>(sqlText(store, req, size), params);
+    for (const row of rows) {
       const d = row.data ?? null;
       out.set(row.hash, {
         meta: row.meta ?? null,

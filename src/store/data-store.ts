@@ -218,6 +218,17 @@ export class DataStore implements ChunkStore {
     };
   }
 
+  /**
+   * A SELECT given as SQL text with positional parameters (a query compiled once by
+   * its caller, blob-batch.ts): on the server's read-only connection when there is
+   * one, else through kysely.
+   */
+  async selectRows<R>(text: string, params: readonly unknown[]): Promise<R[]> {
+    if (this.reader) return this.reader.all(text, params) as R[];
+    return (await this.db.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows;
+  }
+
+  private qQuota = this.precompiled((db) => db.selectFrom('accounts').select('quota_bytes').where('id', '=', '?' as unknown as number));
   private qDomain = this.precompiled((db) => db.selectFrom('domains').select('name').where('name', '=', '?'));
   private qAccount = this.precompiled((db) => db.selectFrom('accounts').selectAll().where('email', '=', '?'));
   private qAliasTargets = this.precompiled((db) => db.selectFrom('aliases').select('target').where('address', '=', '?').orderBy('target'));
@@ -455,7 +466,7 @@ export class DataStore implements ChunkStore {
 
   /** An account's storage limit in bytes (RFC 9208 STORAGE), null when it has none. */
   async accountQuotaBytes(accountId: number): Promise<number | null> {
-    const row = await this.db.selectFrom('accounts').select('quota_bytes').where('id', '=', accountId).executeTakeFirst();
+    const [row] = await this.qQuota(accountId);
     return row?.quota_bytes === null || row?.quota_bytes === undefined ? null : Number(row.quota_bytes);
   }
 

@@ -153,7 +153,12 @@ function openReader(file: string): SqliteReader {
   return {
     all(sql, params) {
       let st = statements.get(sql);
-      if (!st) statements.set(sql, (st = conn.prepare(sql)));
+      if (!st) {
+        st = conn.prepare(sql);
+        statements.set(sql, st);
+        // The callers' texts are a fixed set (precompiled queries, blob-batch sizes); bounded all the same.
+        if (statements.size > 256) statements.delete(statements.keys().next().value as string);
+      }
       return st.all(...params);
     },
     close: () => conn.close(),
