@@ -59,6 +59,7 @@ export class MailboxViews {
     if (cur && cur.uidvalidity === row.uidvalidity) {
       const delta = await this.source.messageDelta(row.accountId, row.id, cur.modseq);
       next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: applyDelta(cur.messages, delta.changed, delta.expunged) };
+      if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, delta.changed, delta.expunged);
     } else {
       next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: await this.source.messageUids(row.id) };
     }
@@ -82,7 +83,9 @@ export class MailboxViews {
     if (a.to === a.from) return;
     const cur = this.views.get(a.mailboxId);
     if (!cur || cur.uidvalidity !== a.uidvalidity || cur.modseq !== a.from) return;
-    this.views.set(a.mailboxId, { modseq: a.to, uidvalidity: a.uidvalidity, messages: applyDelta(cur.messages, a.changed, a.expunged) });
+    const next: MailboxView = { modseq: a.to, uidvalidity: a.uidvalidity, messages: applyDelta(cur.messages, a.changed, a.expunged) };
+    if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, a.changed, a.expunged);
+    this.views.set(a.mailboxId, next);
   }
 
   /** MailboxInfo of a row: its fields plus the counts of its view. */
@@ -115,6 +118,55 @@ function countsOf(messages: readonly MessageUid[]): { messages: number; unseen: 
   return { messages: messages.length, unseen, size };
 }
 
+/** Index of `uid` in a list ascending by UID, or -(insertion point) - 1. */
+function findUid(list: readonly MessageUid[], uid: number): number {
+  let lo = 0;
+  let hi = list.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const u = list[mid]!.uid;
+    if (u === uid) return mid;
+    if (u < uid) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -lo - 1;
+}
+
+const unseenOf = (m: MessageUid) => (m.flags.includes('\\Seen') ? 0 : 1);
+
+/**
+ * The counts after a small delta, from the counts before (countsOf walks the whole
+ * list: with a STORE's one message that was most of the work of keeping a view).
+ */
+function adjustCounts(c: { messages: number; unseen: number; size: number }, base: readonly MessageUid[], changed: MessageUid[], expunged: number[]) {
+  if (changed.length + expunged.length > SMALL_DELTA) return undefined;
+  let { messages, unseen, size } = c;
+  const gone = new Set(expunged);
+  for (const uid of gone) {
+    const i = findUid(base, uid);
+    if (i < 0) continue;
+    messages--;
+    size -= base[i]!.size;
+    unseen -= unseenOf(base[i]!);
+  }
+  for (const m of changed) {
+    if (gone.has(m.uid)) continue;
+    const i = findUid(base, m.uid);
+    if (i >= 0) {
+      size += m.size - base[i]!.size;
+      unseen += unseenOf(m) - unseenOf(base[i]!);
+    } else {
+      messages++;
+      size += m.size;
+      unseen += unseenOf(m);
+    }
+  }
+  return { messages, unseen, size };
+}
+
+/** Deltas up to this many messages are applied in place on a copy (binary search), not by a merge. */
+const SMALL_DELTA = 16;
+
 /**
  * The list after a delta: changed messages replace theirs (or are inserted by
  * UID), expunged UIDs go. Applying a delta twice gives the same list (UIDs are
@@ -122,6 +174,20 @@ function countsOf(messages: readonly MessageUid[]): { messages: number; unseen: 
  * its modseq is still right.
  */
 export function applyDelta(base: readonly MessageUid[], changed: MessageUid[], expunged: number[]): MessageUid[] {
+  if (changed.length + expunged.length <= SMALL_DELTA) {
+    const out = base.slice();
+    for (const uid of expunged) {
+      const i = findUid(out, uid);
+      if (i >= 0) out.splice(i, 1);
+    }
+    for (const m of changed) {
+      if (expunged.includes(m.uid)) continue;
+      const i = findUid(out, m.uid);
+      if (i >= 0) out[i] = m;
+      else out.splice(-i - 1, 0, m);
+    }
+    return out;
+  }
   const gone = new Set(expunged);
   const byUid = new Map<number, MessageUid>();
   for (const m of changed) if (!gone.has(m.uid)) byUid.set(m.uid, m);

@@ -168,3 +168,41 @@ test('the server (writer thread): STORE and EXPUNGE keep the view in step, as a 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('applyDelta and the counts kept with a view agree with a plain rebuild, for small and large deltas (random)', async () => {
+  let seed = 42;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let round = 0; round < 300; round++) {
+    const base: MessageUid[] = [];
+    for (let uid = 1; uid <= 60; uid++) if (rnd(3)) base.push(m(uid, uid, rnd(2) ? ['\\Seen'] : []));
+    const n = round % 2 ? rnd(10) : 10 + rnd(50); // below and above the in-place limit
+    const changed = new Map<number, MessageUid>();
+    const expunged = new Set<number>();
+    for (let k = 0; k < n; k++) {
+      const uid = 1 + rnd(70);
+      if (rnd(3) === 0) expunged.add(uid);
+      else changed.set(uid, { ...m(uid, 100 + k, rnd(2) ? ['\\Seen'] : []), size: 1 + rnd(50) });
+    }
+    // The reference: a map by UID, sorted.
+    const ref = new Map(base.map((x) => [x.uid, x]));
+    for (const [uid, x] of changed) if (!expunged.has(uid)) ref.set(uid, x);
+    for (const uid of expunged) ref.delete(uid);
+    const want = [...ref.values()].sort((a, b) => a.uid - b.uid);
+    const got = applyDelta(base, [...changed.values()], [...expunged]);
+    assert.deepEqual(got, want, `round ${round}`);
+
+    const views = new MailboxViews({ messageUids: async () => base.slice(), messageDelta: async () => ({ changed: [], expunged: [] }) });
+    const row: MailboxRow = { id: 1, accountId: 1, name: 'INBOX', specialUse: null, uidvalidity: 1, uidnext: 99, highestmodseq: 1, subscribed: true };
+    await views.info(row); // the counts are made
+    views.advance({ mailboxId: 1, uidvalidity: 1, from: 1, to: 2, changed: [...changed.values()], expunged: [...expunged] });
+    const info = await views.info({ ...row, highestmodseq: 2 });
+    assert.deepEqual(
+      { messages: info.messages, unseen: info.unseen, size: info.size },
+      { messages: want.length, unseen: want.filter((x) => !x.flags.includes('\\Seen')).length, size: want.reduce((t, x) => t + x.size, 0) },
+      `counts, round ${round}`,
+    );
+  }
+});
