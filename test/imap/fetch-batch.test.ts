@@ -344,6 +344,32 @@ test('a message whose blob was collected while still listed: the others are answ
   }
 });
 
+test('a header FETCH of a message whose blob was collected before its header was ever read: NO [EXPUNGEISSUED]', async () => {
+  const a = await session();
+  const b = await session(false);
+  try {
+    // Delivered here and never fetched: its header block is in no cache.
+    const text = 'From: late@remote.test\r\nSubject: never read\r\n\r\nbody\r\n';
+    await t.server.ctx.ingest.ingestBuffer(Buffer.from(text), { deliveries: [{ accountId }], queue: null, internalDate: Date.UTC(2026, 11, 1) });
+    const seen = await a.command('NOOP');
+    const exists = Number(/^\* (\d+) EXISTS$/.exec(seen.lines.find((l) => l.endsWith(' EXISTS')) ?? '')?.[1]);
+    assert.ok(exists > 1, seen.lines.join(' | '));
+    const hash = (await t.server.ctx.data.listMessages(accountId, 'INBOX')).at(-1)!.blobHash;
+    await b.command('NOOP');
+    assert.equal((await b.command(`STORE ${exists} +FLAGS.SILENT (\\Deleted)`)).status, 'OK');
+    assert.equal((await b.command('EXPUNGE')).status, 'OK');
+    collected.add(hash);
+    await t.server.ctx.data.db.deleteFrom('blobs').where('hash', '=', hash).execute();
+    const r = await raw(a, `FETCH ${exists - 1}:${exists} (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])`);
+    assert.equal(r.status, 'NO', `${r.status} ${r.text}`);
+    assert.match(r.text, /^\[EXPUNGEISSUED\] 1 message/);
+    assert.deepEqual(seqsOf(r.responses), [exists - 1], 'the other message is answered');
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
 // ---- the pieces, on their own ----
 
 test('headerEnd finds the header end the MIME indexer records, and never a wrong one in a prefix', async () => {
