@@ -508,6 +508,12 @@ class Headers {
   }
 }
 const memo = new WeakMap<object, Headers>();
+/**
+ * The Headers last used for a message (MessageUid objects are shared by the
+ * sessions and replaced when the message changes), held weakly: the header cache
+ * still decides how long a block and its Headers live.
+ */
+const recentHeaders = new WeakMap<MessageUid, WeakRef<Headers>>();
 
 /** One message's data, loaded on first use (or handed over from a batch) and kept for its other keys. */
 class MessageData {
@@ -745,7 +751,25 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
   const metas = new Map<string, string>();
   const keepMetas = leaves.some((l) => l.op === 'body');
   if (headerKeys.length && open.length) {
-    for (const part of batches(open, BATCH)) {
+    const match = (i: number, h: Headers) => {
+      for (const { l, probe } of headerKeys) {
+        const known = run.known[l.id]!;
+        if (known[i] !== UNKNOWN) continue;
+        const hit = h.mayContain(probe) && (l.op === 'header' ? h.fields().some((f) => f.name === l.field && f.value.includes(l.value)) : h.text().includes(l.value));
+        known[i] = hit ? YES : NO;
+      }
+    };
+    // Messages whose Headers an earlier search made and that are still alive go first,
+    // without a look into the cache (a client's FROM, SUBJECT, FROM … on one mailbox).
+    const ask = keepMetas
+      ? open
+      : open.filter((i) => {
+          const h = recentHeaders.get(messages[i]!)?.deref();
+          if (!h) return true;
+          match(i, h);
+          return false;
+        });
+    for (const part of batches(ask, BATCH)) {
       let blocks: ReadonlyMap<string, { head: Buffer; meta: string }>;
       try {
         blocks = await src.headerBlocks(part.map((i) => messages[i]!.blobHash));
@@ -757,12 +781,8 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
         if (!block) continue;
         if (keepMetas) metas.set(messages[i]!.blobHash, block.meta);
         const h = Headers.of(block);
-        for (const { l, probe } of headerKeys) {
-          const known = run.known[l.id]!;
-          if (known[i] !== UNKNOWN) continue;
-          const hit = h.mayContain(probe) && (l.op === 'header' ? h.fields().some((f) => f.name === l.field && f.value.includes(l.value)) : h.text().includes(l.value));
-          known[i] = hit ? YES : NO;
-        }
+        recentHeaders.set(messages[i]!, new WeakRef(h));
+        match(i, h);
       }
     }
     open = narrow(open);
