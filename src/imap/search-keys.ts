@@ -761,6 +761,8 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
     };
     // Messages whose Headers an earlier search made and that are still alive go first,
     // without a look into the cache (a client's FROM, SUBJECT, FROM … on one mailbox).
+    // With a BODY key too, every message goes through the cache: round 3 needs the
+    // MIME index that comes with each block.
     const ask = keepMetas
       ? open
       : open.filter((i) => {

@@ -104,7 +104,7 @@ export class ImapSession {
   /**
    * Responses are coalesced: the first write of a turn of the event loop corks the
    * socket and the rest of the turn's writes join it, so a command's untagged lines
-   * and its tagged status leave in one writev (a SELECT's eight lines were eight
+   * and its tagged status leave in one writev (a SELECT's nine lines were nine
    * write calls). setImmediate uncorks once the turn's I/O callbacks and promise
    * jobs are done: a response is delayed by less than one loop turn, and a writer
    * that waits for 'drain' gets it, the uncork coming regardless.

@@ -74,9 +74,10 @@ export async function openPostgresStores(
 
 /** Opens the embedded backend (SQLite + blob files) in data_dir. */
 export async function openStores(dataDir: string, opts: OpenOptions = {}): Promise<Stores> {
-  // The server (writer thread) also group-commits the main connection's writes (IMAP
-  // STORE/EXPUNGE/COPY, queue outcomes): see WalSync. CLI commands write with FULL
-  // commits, including the in-line message writer on `raw`.
+  // The server's writer thread commits deliveries and IMAP STORE/EXPUNGE; the main
+  // connection's other writes (COPY/MOVE, queue outcomes) are group-committed too (see
+  // WalSync), and its lookups run on a read-only connection (SqliteReader). CLI commands
+  // write with FULL commits, including the in-line message writer on `raw`.
   const { db, raw, wal, reader } = await openSqlite(dataDir, { groupCommit: !!opts.writerThread });
   const thread = opts.writerThread ? new SqliteWriterThread(path.join(dataDir, 'postern.db')) : null;
   const inline = thread ? null : new SqliteMessageWriter(raw);

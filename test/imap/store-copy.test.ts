@@ -275,3 +275,29 @@ test("two sessions: B sees A's flag changes and expunges at NOOP, but no EXPUNGE
     b.close();
   }
 });
+
+test('the database writer thread gone: STORE and EXPUNGE answer NO [UNAVAILABLE], reads and the session go on', async () => {
+  // The writer thread is the SQLite backend's (PostgreSQL writes from the pool).
+  const s = await startTestServer({ store: { backend: 'sqlite' } });
+  const smtp = await SmtpTestClient.connect({ path: s.socketPath });
+  assert.equal((await smtp.sendMail({ from: 'bob@example.test', to: ['alice@example.test'], message: 'Subject: kept\r\n\r\nbody\r\n' })).data?.code, 250);
+  await smtp.quit();
+  const c = await ImapTestClient.connect(s.imapsPort, { tls: true });
+  try {
+    assert.equal((await c.login('alice@example.test', 'secret')).status, 'OK');
+    assert.equal((await c.command('SELECT INBOX')).status, 'OK');
+    const thread = (s.server.ctx.data as unknown as { fastImap: { worker: { terminate(): Promise<number> } } }).fastImap;
+    await thread.worker.terminate();
+    for (const cmd of ['STORE 1 +FLAGS (\\Seen)', 'EXPUNGE']) {
+      const r = await c.command(cmd);
+      assert.equal(r.status, 'NO', `${cmd}: ${r.status} ${r.text}`);
+      assert.match(r.text, /^\[UNAVAILABLE\] .*writer thread stopped.*restart postern/);
+    }
+    const f = await c.command('FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+    assert.equal(f.status, 'OK', 'reads still work');
+    assert.doesNotMatch(f.lines.join(' '), /\\Seen/, 'nothing was stored');
+  } finally {
+    c.close();
+    await s.stop();
+  }
+});

@@ -149,18 +149,10 @@ export interface SqliteReader {
 function openReader(file: string): SqliteReader {
   const conn = new BetterSqlite3(file, { readonly: true });
   conn.pragma('busy_timeout = 10000');
-  const statements = new Map<string, BetterSqlite3.Statement>();
+  // The same statement cache as the main connection's (nothing here writes: the tracker stays unread).
+  const statements = cachingDatabase(conn, { wrote: false });
   return {
-    all(sql, params) {
-      let st = statements.get(sql);
-      if (!st) {
-        st = conn.prepare(sql);
-        statements.set(sql, st);
-        // The callers' texts are a fixed set (precompiled queries, blob-batch sizes); bounded all the same.
-        if (statements.size > 256) statements.delete(statements.keys().next().value as string);
-      }
-      return st.all(...params);
-    },
-    close: () => conn.close(),
+    all: (sql, params) => statements.prepare(sql).all(...params),
+    close: () => statements.close(),
   };
 }

@@ -32,8 +32,9 @@ export class SqliteWriterThread {
   }
 
   private fail(err: unknown): void {
-    this.dead ??= err;
-    for (const p of this.pending.values()) p.reject(err);
+    // A temporary failure for the client (SMTP 451, IMAP NO [UNAVAILABLE]): nothing was acknowledged.
+    this.dead ??= new MailError('TEMP_FAILURE', `the database writer thread stopped (${(err as Error).message}); restart postern`);
+    for (const p of this.pending.values()) p.reject(this.dead);
     this.pending.clear();
     this.worker.unref();
   }

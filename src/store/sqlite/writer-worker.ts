@@ -72,6 +72,8 @@ function flushAndAnswer(): void {
   flushScheduled = false;
   const answers = unflushed;
   unflushed = [];
+  // Empty when a close in the same turn flushed and answered them already.
+  if (!answers.length) return;
   try {
     flushWal();
   } catch (err) {
@@ -102,6 +104,7 @@ parentPort!.on('message', (msg: Request) => {
     if (unflushed.length) flushAndAnswer();
     writer.flushSearch();
     if (walFd !== null) fs.closeSync(walFd);
+    walFd = null;
     db.close();
     parentPort!.postMessage({ id: msg.id, result: null });
     return;
