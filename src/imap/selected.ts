@@ -1,5 +1,6 @@
 import type { DataStore } from '../store/data-store.ts';
 import type { MailboxInfo, MessageUid } from '../store/imap-model.ts';
+import type { ViewStep } from '../store/mailbox-views.ts';
 import { formatSequenceSet } from './sequence-set.ts';
 
 /** How sync() words its untagged responses for this session. */
@@ -29,9 +30,19 @@ export function expungeResponses(removed: Array<{ seq: number; uid: number }>, v
  * sessions' changes arrive as "dirty" notices and are folded in by sync() at the
  * moments the RFC allows.
  */
+/** How syncs caught up, for tests (test/imap/sync-steps.test.ts checks both ways run). */
+export const syncStats = { steps: 0, merges: 0 };
+
 export class SelectedMailbox {
-  /** messages[seq - 1] */
-  messages: MessageUid[];
+  /**
+   * messages[seq - 1]. Often the shared list of the mailbox's view itself
+   * (mailbox-views.ts: never mutated), while this session's numbering matches it:
+   * then a sync that finds the view unchanged costs nothing, and one a step ahead
+   * costs only that step. The session's own changes copy it first (own()).
+   */
+  private list: readonly MessageUid[];
+  /** `list` is a view's shared array. */
+  private shared: boolean;
   /** Something changed in the store since the last sync (another session, a delivery). */
   dirty = false;
   /** \Recent (RFC 3501 §2.3.2): messages this session is the first to see (IMAP4rev1 only). */
@@ -46,15 +57,42 @@ export class SelectedMailbox {
    */
   constructor(
     public info: MailboxInfo,
-    messages: MessageUid[],
+    /** A view's shared list (SELECT), kept as it is until this session changes it. */
+    messages: readonly MessageUid[],
     readonly readOnly: boolean,
     private readonly seen: Map<number, number>,
   ) {
-    this.messages = messages;
+    this.list = messages;
+    this.shared = true;
     this.claimRecent(messages);
   }
 
-  private claimRecent(messages: MessageUid[]): void {
+  /** messages[seq - 1]: the session's numbering. Never mutate it: setMessage and removeSeqs do. */
+  get messages(): readonly MessageUid[] {
+    return this.list;
+  }
+
+  /** The list, made this session's own first when it is a view's. */
+  private own(): MessageUid[] {
+    if (this.shared) {
+      this.list = this.list.slice();
+      this.shared = false;
+    }
+    return this.list as MessageUid[];
+  }
+
+  /** The session's own change to one message (its STORE, its FETCH setting \Seen), seen at once. */
+  setMessage(seq: number, m: MessageUid): void {
+    this.own()[seq - 1] = m;
+  }
+
+  /** Takes the messages at these sequence numbers out (the session's own EXPUNGE). */
+  removeSeqs(seqs: readonly number[]): void {
+    const list = this.own();
+    for (const n of [...seqs].sort((a, b) => b - a)) list.splice(n - 1, 1);
+  }
+
+  private claimRecent(messages: readonly MessageUid[]): void {
     const before = this.seen.get(this.info.id) ?? 0;
     let top = before;
     for (const m of messages) {
@@ -127,6 +165,15 @@ export class SelectedMailbox {
     // A deleted mailbox: its messages are gone (reported as expunged when allowed).
     if (view) this.info = view.info;
     const fresh = view?.messages ?? [];
+    if (fresh === this.list) return [];
+    if (view?.step && view.step.base === this.list) {
+      const out = this.applyStep(view.step, fresh, expungeAllowed, render, withRecent);
+      if (out) {
+        syncStats.steps++;
+        return out;
+      }
+    }
+    syncStats.merges++;
     const out: string[] = [];
     // Both lists ascend by UID: one merge pass finds removed, changed and kept messages.
     const kept: MessageUid[] = [];
@@ -134,8 +181,8 @@ export class SelectedMailbox {
     const changed: Array<{ m: MessageUid; seq: number }> = [];
     let j = 0;
     let pendingExpunge = false;
-    for (let i = 0; i < this.messages.length; i++) {
-      const old = this.messages[i]!;
+    for (let i = 0; i < this.list.length; i++) {
+      const old = this.list[i]!;
       while (j < fresh.length && fresh[j]!.uid < old.uid) j++;
       const now = j < fresh.length && fresh[j]!.uid === old.uid ? fresh[j]! : undefined;
       if (!now) {
@@ -147,11 +194,12 @@ export class SelectedMailbox {
         }
         continue;
       }
-      // 2. flag changes of messages we keep
-      if (now !== old && now.modseq !== old.modseq) {
+      // 2. flag changes of messages we keep; the view's object when it says the same
+      // (the session's own STORE made its own copy), so the list can be the view's again.
+      if (now !== old && now.modseq > old.modseq) {
         kept.push(now);
-        if (now.flags.join(' ') !== old.flags.join(' ')) changed.push({ m: now, seq: kept.length });
-      } else kept.push(old);
+        if (!sameFlags(now.flags, old.flags)) changed.push({ m: now, seq: kept.length });
+      } else kept.push(now.modseq === old.modseq ? now : old);
     }
     if (pendingExpunge) this.dirty = true;
     out.push(...expungeResponses(removed, !!render.vanished));
@@ -160,13 +208,65 @@ export class SelectedMailbox {
     let k = fresh.length;
     while (k > 0 && fresh[k - 1]!.uid > last) k--;
     const added = fresh.slice(k);
-    this.messages = kept.concat(added);
+    if (kept.length + added.length === fresh.length && kept.every((m, x) => m === fresh[x])) {
+      this.list = fresh;
+      this.shared = true;
+    } else {
+      this.list = kept.concat(added);
+      this.shared = false;
+    }
     if (added.length) {
       this.claimRecent(added);
-      out.push(`* ${this.messages.length} EXISTS`);
+      out.push(`* ${this.list.length} EXISTS`);
       if (withRecent) out.push(`* ${this.recentCount} RECENT`);
     }
     for (const c of changed) out.push(render.flags(c.m, c.seq));
     return out;
   }
+
+  /**
+   * sync() for a session whose list is the view's previous one: only the step's
+   * messages are looked at (binary search), and the list becomes the new view's.
+   * Null when the step holds what the merge must handle: an expunge that may not be
+   * reported yet, or a new message below the list's last UID.
+   */
+  private applyStep(step: ViewStep, fresh: readonly MessageUid[], expungeAllowed: boolean, render: SyncRender, withRecent: boolean): string[] | null {
+    const removed: Array<{ seq: number; uid: number }> = [];
+    for (const uid of step.expunged) {
+      const seq = this.seqOf(uid);
+      if (seq) removed.push({ seq, uid });
+    }
+    if (removed.length && !expungeAllowed) return null;
+    removed.sort((a, b) => a.seq - b.seq);
+    const last = this.list.at(-1)?.uid ?? 0;
+    const gone = new Set(step.expunged);
+    const added: MessageUid[] = [];
+    const flagged: MessageUid[] = [];
+    for (const m of step.changed) {
+      if (gone.has(m.uid)) continue;
+      const old = this.byUid(m.uid);
+      if (old) {
+        if (m !== old && m.modseq > old.modseq && !sameFlags(m.flags, old.flags)) flagged.push(m);
+      } else if (m.uid > last) added.push(m);
+      else return null;
+    }
+    const out = expungeResponses(removed, !!render.vanished);
+    this.list = fresh;
+    this.shared = true;
+    if (added.length) {
+      this.claimRecent(added);
+      out.push(`* ${this.list.length} EXISTS`);
+      if (withRecent) out.push(`* ${this.recentCount} RECENT`);
+    }
+    // In the order the merge reports them: by sequence number.
+    for (const m of flagged.sort((a, b) => a.uid - b.uid)) out.push(render.flags(m, this.seqOf(m.uid)));
+    return out;
+  }
+}
+
+/** Flags are kept in one canonical form and order (normalizeFlags): an element-wise compare. */
+function sameFlags(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

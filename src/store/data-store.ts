@@ -27,7 +27,7 @@ import {
 } from './imap-model.ts';
 import type { Insertable, Selectable as Row } from 'kysely';
 import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
-import { MailboxViews, type MailboxRow } from './mailbox-views.ts';
+import { MailboxViews, type MailboxRow, type ViewStep } from './mailbox-views.ts';
 import type { ExpungeCandidates, ViewAdvance } from './sqlite/imap-writer.ts';
 import type { SqliteReader } from './sqlite/open.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
@@ -1241,8 +1241,15 @@ export class DataStore implements ChunkStore {
    * A selected mailbox brought up to date in one go (SelectedMailbox.sync): its
    * info and its shared message list (never mutate it), or null when it is gone.
    */
-  async mailboxView(mailboxId: number): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] } | null> {
+  async mailboxView(mailboxId: number): Promise<{ info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep } | null> {
     const [row] = await this.mailboxRows({ id: mailboxId });
+    if (!row) return null;
+    return this.views.infoAndView(row);
+  }
+
+  /** SELECT's look: the mailbox by name with its shared message list (never mutate it), or null. */
+  async mailboxViewByName(accountId: number, name: string): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] } | null> {
+    const [row] = await this.mailboxRows({ accountId, name: normalizeMailboxName(name) });
     if (!row) return null;
     return this.views.infoAndView(row);
   }

@@ -30,6 +30,15 @@ export interface MailboxView {
   readonly messages: readonly MessageUid[];
   /** Computed on first use. */
   counts?: { messages: number; unseen: number; size: number };
+  /** How this list was made from the previous view's (SelectedMailbox.sync applies just that to a session still at it). */
+  readonly step?: ViewStep;
+}
+
+/** One step between views: `messages` = applyDelta(base, changed, expunged). */
+export interface ViewStep {
+  readonly base: readonly MessageUid[];
+  readonly changed: readonly MessageUid[];
+  readonly expunged: readonly number[];
 }
 
 export interface ViewSource {
@@ -58,7 +67,12 @@ export class MailboxViews {
     let next: MailboxView;
     if (cur && cur.uidvalidity === row.uidvalidity) {
       const delta = await this.source.messageDelta(row.accountId, row.id, cur.modseq);
-      next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: applyDelta(cur.messages, delta.changed, delta.expunged) };
+      next = {
+        modseq: row.highestmodseq,
+        uidvalidity: row.uidvalidity,
+        messages: applyDelta(cur.messages, delta.changed, delta.expunged),
+        step: { base: cur.messages, changed: delta.changed, expunged: delta.expunged },
+      };
       if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, delta.changed, delta.expunged);
     } else {
       next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: await this.source.messageUids(row.id) };
@@ -83,7 +97,12 @@ export class MailboxViews {
     if (a.to === a.from) return;
     const cur = this.views.get(a.mailboxId);
     if (!cur || cur.uidvalidity !== a.uidvalidity || cur.modseq !== a.from) return;
-    const next: MailboxView = { modseq: a.to, uidvalidity: a.uidvalidity, messages: applyDelta(cur.messages, a.changed, a.expunged) };
+    const next: MailboxView = {
+      modseq: a.to,
+      uidvalidity: a.uidvalidity,
+      messages: applyDelta(cur.messages, a.changed, a.expunged),
+      step: { base: cur.messages, changed: a.changed, expunged: a.expunged },
+    };
     if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, a.changed, a.expunged);
     this.views.set(a.mailboxId, next);
   }
@@ -94,11 +113,11 @@ export class MailboxViews {
   }
 
   /** The info and the message list, from one look at the view. */
-  async infoAndView(row: MailboxRow): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] }> {
+  async infoAndView(row: MailboxRow): Promise<{ info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep }> {
     const v = await this.view(row);
     const c = (v.counts ??= countsOf(v.messages));
     const { accountId: _, ...rest } = row;
-    return { info: { ...rest, ...c }, messages: v.messages };
+    return { info: { ...rest, ...c }, messages: v.messages, step: v.step };
   }
 
   /** Forget a mailbox (deleted): its id is never reused, this only frees memory. */
@@ -138,7 +157,7 @@ const unseenOf = (m: MessageUid) => (m.flags.includes('\\Seen') ? 0 : 1);
  * The counts after a small delta, from the counts before (countsOf walks the whole
  * list: with a STORE's one message that was most of the work of keeping a view).
  */
-function adjustCounts(c: { messages: number; unseen: number; size: number }, base: readonly MessageUid[], changed: MessageUid[], expunged: number[]) {
+function adjustCounts(c: { messages: number; unseen: number; size: number }, base: readonly MessageUid[], changed: readonly MessageUid[], expunged: readonly number[]) {
   if (changed.length + expunged.length > SMALL_DELTA) return undefined;
   let { messages, unseen, size } = c;
   const gone = new Set(expunged);
@@ -173,7 +192,7 @@ const SMALL_DELTA = 16;
  * never reused in a mailbox), so a view built from rows read a little later than
  * its modseq is still right.
  */
-export function applyDelta(base: readonly MessageUid[], changed: MessageUid[], expunged: number[]): MessageUid[] {
+export function applyDelta(base: readonly MessageUid[], changed: readonly MessageUid[], expunged: readonly number[]): MessageUid[] {
   if (changed.length + expunged.length <= SMALL_DELTA) {
     const out = base.slice();
     for (const uid of expunged) {

@@ -121,7 +121,7 @@ function seqSetText(t: Token | undefined): string {
 }
 
 /** First index in messages whose UID is ≥ uid. */
-function lowerBound(messages: MessageUid[], uid: number): number {
+function lowerBound(messages: readonly MessageUid[], uid: number): number {
   let lo = 0;
   let hi = messages.length;
   while (lo < hi) {
@@ -193,7 +193,7 @@ async function markSeen(s: ImapSession, sel: SelectedMailbox, seqs: number[]): P
     const q = sel.seqOf(x.uid);
     if (q) {
       // Our own view takes the new flags and modseq now, so the next sync does not report them again.
-      sel.messages[q - 1] = { ...sel.messages[q - 1], flags: x.flags, modseq: x.modseq };
+      sel.setMessage(q, { ...sel.messages[q - 1]!, flags: x.flags, modseq: x.modseq });
       changed.add(q);
     }
     top = Math.max(top, x.modseq);

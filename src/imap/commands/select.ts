@@ -88,9 +88,10 @@ async function open(s: ImapSession, cmd: Command, readOnly: boolean): Promise<st
     s.state = 'authenticated';
     s.untagged('* OK [CLOSED] Previous mailbox closed');
   }
-  const info = await s.ctx.data.getMailbox(s.account!.id, name);
-  if (!info) throw no(`Mailbox does not exist: ${name}`, 'NONEXISTENT');
-  const messages = await s.ctx.data.listMessageUids(info.id);
+  // One look: the row, and the view's shared list the session starts from.
+  const found = await s.ctx.data.mailboxViewByName(s.account!.id, name);
+  if (!found) throw no(`Mailbox does not exist: ${name}`, 'NONEXISTENT');
+  const { info, messages } = found;
   const sel = new SelectedMailbox(info, messages, readOnly, recentWatermarks(s));
   s.selected = sel;
   s.state = 'selected';

@@ -66,7 +66,7 @@ export function publishChange(s: ImapSession, mailboxId: number, modseq: number)
  */
 export function removeFromView(s: ImapSession, sel: SelectedMailbox, uids: Iterable<number>): string[] {
   const removed = [...new Set(uids)].map((uid) => ({ uid, seq: sel.seqOf(uid) })).filter((r) => r.seq > 0);
-  for (const n of removed.map((r) => r.seq).sort((a, b) => b - a)) sel.messages.splice(n - 1, 1);
+  sel.removeSeqs(removed.map((r) => r.seq));
   return expungeResponses(removed, s.enabled.has('QRESYNC'));
 }
 
@@ -149,7 +149,7 @@ async function store(s: ImapSession, cmd: Command, byUid: boolean): Promise<stri
     const seq = sel.seqOf(res.uid);
     if (!seq) continue;
     const m: MessageUid = { ...sel.messages[seq - 1]!, flags: res.flags, modseq: res.modseq };
-    sel.messages[seq - 1] = m;
+    sel.setMessage(seq, m);
     // RFC 7162 §3.1.3: with CONDSTORE the FETCH (with MODSEQ) goes out even for .SILENT.
     if (args.silent && !condstore) continue;
     // RFC 7162 §3.2.4: once QRESYNC is enabled, FETCH responses for flag changes carry the UID too.

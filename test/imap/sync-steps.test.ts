@@ -1,0 +1,151 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { ImapTestClient } from '../helpers/imap-client.ts';
+import { syncStats } from '../../src/imap/selected.ts';
+
+/**
+ * What other sessions' changes look like to a selected session (RFC 9051 §7.4.1, §7.5.1,
+ * §5.2): the untagged EXPUNGE, EXISTS and FETCH FLAGS a session gets at NOOP must turn its
+ * own picture of the mailbox into exactly the server's. Random changes by two other
+ * sessions, one or several between the observer's NOOPs, with the observer's own STOREs
+ * mixed in, so both ways of catching up run (SelectedMailbox.sync: one view step applied
+ * directly, or the merge) and are checked against each other.
+ */
+
+const USER = 'steps@example.test';
+let t: TestServer;
+before(async () => {
+  t = await startTestServer({}, { users: [USER] });
+});
+after(() => t.stop());
+
+async function session(): Promise<ImapTestClient> {
+  const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+  assert.equal((await c.login(USER, 'secret')).status, 'OK');
+  assert.equal((await c.command('ENABLE IMAP4rev2')).status, 'OK');
+  assert.equal((await c.command('SELECT INBOX')).status, 'OK');
+  return c;
+}
+
+function prng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+interface Msg {
+  uid: number;
+  flags: string;
+}
+
+const flagsIn = (line: string) => /FLAGS \(([^)]*)\)/.exec(line)?.[1] ?? null;
+
+/** The session's picture, from a FETCH of everything: [seq - 1] → uid and flags. */
+async function picture(c: ImapTestClient): Promise<Msg[]> {
+  const r = await c.command('FETCH 1:* (UID FLAGS)');
+  if (r.status === 'BAD' || r.status === 'NO') return [];
+  const out: Msg[] = [];
+  for (const l of r.lines) {
+    const m = /^\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)$/.exec(l);
+    assert.ok(m, `unexpected response: ${l}`);
+    assert.equal(Number(m[1]), out.length + 1, 'FETCH 1:* answers in sequence order');
+    out.push({ uid: Number(m[2]), flags: m[3]! });
+  }
+  return out;
+}
+
+/** An actor's picture, caught up first. */
+async function current(c: ImapTestClient): Promise<Msg[]> {
+  assert.equal((await c.command('NOOP')).status, 'OK');
+  return picture(c);
+}
+
+async function append(c: ImapTestClient, i: number): Promise<void> {
+  const msg = `From: a@example.test\r\nSubject: step ${i}\r\n\r\nbody ${i}\r\n`;
+  const r = await c.command(`APPEND INBOX {${msg.length}+}\r\n${msg}`);
+  assert.equal(r.status, 'OK', r.text);
+}
+
+test('a session catching up at NOOP ends with exactly the server picture, after any mix of others\' APPEND, STORE and EXPUNGE', async () => {
+  const a = await session();
+  const b = await session();
+  const watch = await session();
+  try {
+    for (let i = 0; i < 6; i++) await append(a, i);
+    const rnd = prng(20261207);
+    let model = await current(watch);
+    assert.equal(model.length, 6);
+    const before = { ...syncStats };
+    for (let round = 0; round < 120; round++) {
+      // One to three changes by the others before the watcher looks.
+      const changes = 1 + Math.floor(rnd() * 3);
+      for (let k = 0; k < changes; k++) {
+        const actor = rnd() < 0.5 ? a : b;
+        const all = await current(actor);
+        const pick = () => all[Math.floor(rnd() * all.length)]!.uid;
+        const op = rnd();
+        const deleted = all.filter((m) => m.flags.includes('\\Deleted'));
+        if (op < 0.25 || all.length < 3) await append(actor, round * 10 + k);
+        else if (op < 0.55) {
+          const flag = rnd() < 0.5 ? '\\Seen' : '$Step';
+          assert.equal((await actor.command(`UID STORE ${pick()} ${rnd() < 0.5 ? '+' : '-'}FLAGS.SILENT (${flag})`)).status, 'OK');
+        } else if (op < 0.75 || !deleted.length) assert.equal((await actor.command(`UID STORE ${pick()} +FLAGS.SILENT (\\Deleted)`)).status, 'OK');
+        // The expunge alone is one step for a watcher that saw the \Deleted already.
+        else assert.equal((await actor.command(rnd() < 0.5 ? 'EXPUNGE' : `UID EXPUNGE ${deleted.map((m) => m.uid).join(',')}`)).status, 'OK');
+      }
+      // What the watcher is told, applied in order; EXISTS only says how many there are now.
+      let exists: number | null = null;
+      const apply = (lines: string[]) => {
+        for (const l of lines) {
+          let m: RegExpExecArray | null;
+          if ((m = /^\* (\d+) EXPUNGE$/.exec(l))) {
+            const seq = Number(m[1]);
+            assert.ok(seq >= 1 && seq <= model.length, `EXPUNGE ${seq} of ${model.length}`);
+            model.splice(seq - 1, 1);
+            if (exists !== null) exists--;
+          } else if ((m = /^\* (\d+) EXISTS$/.exec(l))) exists = Number(m[1]);
+          else if ((m = /^\* (\d+) FETCH \((?:UID (\d+) )?FLAGS \(([^)]*)\)\)$/.exec(l))) {
+            const seq = Number(m[1]);
+            assert.ok(seq >= 1 && seq <= (exists ?? model.length), `FETCH ${seq}`);
+            if (seq <= model.length) model[seq - 1]!.flags = m[3]!;
+          } else assert.fail(`unexpected response: ${l}`);
+        }
+      };
+      // Sometimes the watcher changes a flag itself first: its list becomes its own copy.
+      if (rnd() < 0.25 && model.length) {
+        const seq = 1 + Math.floor(rnd() * model.length);
+        const r = await watch.command(`STORE ${seq} +FLAGS ($Mine)`);
+        assert.equal(r.status, 'OK', r.text);
+        apply(r.lines);
+      }
+      const r = await watch.command('NOOP');
+      assert.equal(r.status, 'OK');
+      apply(r.lines);
+      const truth = await picture(watch);
+      if (exists !== null) {
+        assert.equal(truth.length, exists, 'EXISTS gives the new count');
+        assert.ok(exists >= model.length);
+        // The new messages: the client learns them by fetching (their flags come with it).
+        model = model.concat(truth.slice(model.length));
+      }
+      assert.deepEqual(
+        model.map((m) => m.uid),
+        truth.map((m) => m.uid),
+        `round ${round}: sequence numbers`,
+      );
+      assert.deepEqual(model, truth, `round ${round}: flags`);
+      // Nothing is repeated at the next NOOP.
+      assert.deepEqual((await watch.command('NOOP')).lines, []);
+    }
+    // Both ways of catching up ran (this test checks them both).
+    assert.ok(syncStats.steps > before.steps, 'no sync applied a view step');
+    assert.ok(syncStats.merges > before.merges, 'no sync merged');
+  } finally {
+    for (const c of [a, b, watch]) c.close();
+  }
+});
