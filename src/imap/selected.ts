@@ -31,7 +31,7 @@ export function expungeResponses(removed: Array<{ seq: number; uid: number }>, v
  * moments the RFC allows.
  */
 /** How syncs caught up, for tests (test/imap/sync-steps.test.ts checks both ways run). */
-export const syncStats = { steps: 0, merges: 0 };
+export const syncStats = { steps: 0, merges: 0, fromMemory: 0 };
 
 export class SelectedMailbox {
   /**
@@ -43,8 +43,10 @@ export class SelectedMailbox {
   private list: readonly MessageUid[];
   /** `list` is a view's shared array. */
   private shared: boolean;
-  /** Something changed in the store since the last sync (another session, a delivery). */
+  /** Something changed in the store since the last sync (another session, a delivery): markDirty(). */
   dirty = false;
+  /** The highest modseq announced with those changes (Infinity: unknown, read the mailbox row). */
+  private dirtyAt = 0;
   /** \Recent (RFC 3501 §2.3.2): messages this session is the first to see (IMAP4rev1 only). */
   private readonly recent = new Set<number>();
 
@@ -65,6 +67,16 @@ export class SelectedMailbox {
     this.list = messages;
     this.shared = true;
     this.claimRecent(messages);
+  }
+
+  /**
+   * A change to the mailbox, announced with the modseq it reached (none: unknown):
+   * the next sync folds it in, from this process's view alone when that view already
+   * has it (the session's own STORE or EXPUNGE), else after a look at the mailbox row.
+   */
+  markDirty(modseq?: number): void {
+    this.dirty = true;
+    this.dirtyAt = Math.max(this.dirtyAt, modseq ?? Infinity);
   }
 
   /** messages[seq - 1]: the session's numbering. Never mutate it: setMessage and removeSeqs do. */
@@ -159,9 +171,13 @@ export class SelectedMailbox {
    */
   async sync(data: DataStore, expungeAllowed: boolean, render: SyncRender, withRecent = false): Promise<string[]> {
     if (!this.dirty) return [];
+    const at = this.dirtyAt;
     this.dirty = false;
+    this.dirtyAt = 0;
     // The shared list (mailbox-views.ts) as of at least the row's HIGHESTMODSEQ, which therefore never runs ahead of it.
-    const view = await data.mailboxView(this.info.id);
+    const cached = at !== Infinity ? data.cachedMailboxView(this.info.id, at) : null;
+    if (cached) syncStats.fromMemory++;
+    const view = cached ?? (await data.mailboxView(this.info.id));
     // A deleted mailbox: its messages are gone (reported as expunged when allowed).
     if (view) this.info = view.info;
     const fresh = view?.messages ?? [];
@@ -201,7 +217,7 @@ export class SelectedMailbox {
         if (!sameFlags(now.flags, old.flags)) changed.push({ m: now, seq: kept.length });
       } else kept.push(now.modseq === old.modseq ? now : old);
     }
-    if (pendingExpunge) this.dirty = true;
+    if (pendingExpunge) this.markDirty();
     out.push(...expungeResponses(removed, !!render.vanished));
     // 3. new messages (UIDs above our last one)
     const last = kept.at(-1)?.uid ?? 0;

@@ -308,7 +308,7 @@ export class ImapSession {
     this.reader.setLimits(authenticatedLimits(this.ctx.config.smtp.max_message_size));
     this.unsubscribe = this.ctx.pubsub.subscribe(account.id, (ev) => {
       if (this.selected && (ev.mailboxId === null || ev.mailboxId === this.selected.info.id)) {
-        this.selected.dirty = true;
+        this.selected.markDirty(ev.mailboxId === null ? undefined : ev.modseq);
         this.idling?.();
       }
     });

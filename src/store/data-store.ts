@@ -1247,6 +1247,14 @@ export class DataStore implements ChunkStore {
     return this.views.infoAndView(row);
   }
 
+  /**
+   * mailboxView() from memory, when this process's view is known to be at HIGHESTMODSEQ
+   * `atLeast` or later (MailboxViews.cached); null means: ask mailboxView().
+   */
+  cachedMailboxView(mailboxId: number, atLeast: number): { info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep } | null {
+    return this.views.cached(mailboxId, atLeast);
+  }
+
   /** SELECT's look: the mailbox by name with its shared message list (never mutate it), or null. */
   async mailboxViewByName(accountId: number, name: string): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] } | null> {
     const [row] = await this.mailboxRows({ accountId, name: normalizeMailboxName(name) });

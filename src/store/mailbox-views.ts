@@ -32,6 +32,8 @@ export interface MailboxView {
   counts?: { messages: number; unseen: number; size: number };
   /** How this list was made from the previous view's (SelectedMailbox.sync applies just that to a session still at it). */
   readonly step?: ViewStep;
+  /** The latest mailbox row seen with it (for cached(): uidnext and the rest; highestmodseq is the view's). */
+  row?: MailboxRow;
 }
 
 /** One step between views: `messages` = applyDelta(base, changed, expunged). */
@@ -62,6 +64,7 @@ export class MailboxViews {
     if (cur && cur.uidvalidity === row.uidvalidity && cur.modseq >= row.highestmodseq) {
       this.views.delete(row.id);
       this.views.set(row.id, cur);
+      cur.row = row;
       return cur;
     }
     let next: MailboxView;
@@ -72,10 +75,11 @@ export class MailboxViews {
         uidvalidity: row.uidvalidity,
         messages: applyDelta(cur.messages, delta.changed, delta.expunged),
         step: { base: cur.messages, changed: delta.changed, expunged: delta.expunged },
+        row,
       };
       if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, delta.changed, delta.expunged);
     } else {
-      next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: await this.source.messageUids(row.id) };
+      next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: await this.source.messageUids(row.id), row };
     }
     // Another caller may have installed a newer view meanwhile: keep the newest.
     const latest = this.views.get(row.id);
@@ -102,6 +106,8 @@ export class MailboxViews {
       uidvalidity: a.uidvalidity,
       messages: applyDelta(cur.messages, a.changed, a.expunged),
       step: { base: cur.messages, changed: a.changed, expunged: a.expunged },
+      // STORE and EXPUNGE (what advances a view) leave the rest of the row as it was.
+      row: cur.row,
     };
     if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, a.changed, a.expunged);
     this.views.set(a.mailboxId, next);
@@ -118,6 +124,20 @@ export class MailboxViews {
     const c = (v.counts ??= countsOf(v.messages));
     const { accountId: _, ...rest } = row;
     return { info: { ...rest, ...c }, messages: v.messages, step: v.step };
+  }
+
+  /**
+   * The info and list without a look at the row, when this process's view already
+   * reflects the mailbox at HIGHESTMODSEQ `atLeast` (its own STORE or EXPUNGE advanced
+   * it: advance()); null when it does not, or nothing is cached. A change announced
+   * with modseq m is in every view at m or later (changes commit in modseq order).
+   */
+  cached(mailboxId: number, atLeast: number): { info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep } | null {
+    const v = this.views.get(mailboxId);
+    if (!v?.row || v.modseq < atLeast || v.uidvalidity !== v.row.uidvalidity) return null;
+    const c = (v.counts ??= countsOf(v.messages));
+    const { accountId: _, ...rest } = v.row;
+    return { info: { ...rest, highestmodseq: v.modseq, ...c }, messages: v.messages, step: v.step };
   }
 
   /** Forget a mailbox (deleted): its id is never reused, this only frees memory. */

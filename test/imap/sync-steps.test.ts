@@ -2,15 +2,17 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { ImapTestClient } from '../helpers/imap-client.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { syncStats } from '../../src/imap/selected.ts';
 
 /**
  * What other sessions' changes look like to a selected session (RFC 9051 §7.4.1, §7.5.1,
  * §5.2): the untagged EXPUNGE, EXISTS and FETCH FLAGS a session gets at NOOP must turn its
  * own picture of the mailbox into exactly the server's. Random changes by two other
- * sessions, one or several between the observer's NOOPs, with the observer's own STOREs
- * mixed in, so both ways of catching up run (SelectedMailbox.sync: one view step applied
- * directly, or the merge) and are checked against each other.
+ * sessions and by SMTP deliveries, one or several between the observer's NOOPs, with the observer's own STOREs
+ * mixed in, so every way of catching up runs (SelectedMailbox.sync: one view step applied
+ * directly, or the merge; after a look at the mailbox row, or from the process's view
+ * alone when it already has the announced change) and is checked against the truth.
  */
 
 const USER = 'steps@example.test';
@@ -75,8 +77,11 @@ test('a session catching up at NOOP ends with exactly the server picture, after 
   const a = await session();
   const b = await session();
   const watch = await session();
+  const smtp = await SmtpTestClient.connect({ path: t.socketPath });
   try {
     for (let i = 0; i < 6; i++) await append(a, i);
+    const account = (await t.server.ctx.data.getAccount(USER))!;
+    const inbox = (await t.server.ctx.data.getMailbox(account.id, 'INBOX'))!.id;
     const rnd = prng(20261207);
     let model = await current(watch);
     assert.equal(model.length, 6);
@@ -90,7 +95,11 @@ test('a session catching up at NOOP ends with exactly the server picture, after 
         const pick = () => all[Math.floor(rnd() * all.length)]!.uid;
         const op = rnd();
         const deleted = all.filter((m) => m.flags.includes('\\Deleted'));
-        if (op < 0.25 || all.length < 3) await append(actor, round * 10 + k);
+        if (op < 0.12) {
+          // A delivery: nothing in this process's view knows of it before a look at the row.
+          const r = await smtp.sendMail({ from: 'bob@example.test', to: [USER], message: `From: bob@example.test\r\nSubject: mail ${round}.${k}\r\n\r\nbody\r\n` });
+          assert.equal(r.data?.code, 250);
+        } else if (op < 0.25 || all.length < 3) await append(actor, round * 10 + k);
         else if (op < 0.55) {
           const flag = rnd() < 0.5 ? '\\Seen' : '$Step';
           assert.equal((await actor.command(`UID STORE ${pick()} ${rnd() < 0.5 ? '+' : '-'}FLAGS.SILENT (${flag})`)).status, 'OK');
@@ -139,13 +148,22 @@ test('a session catching up at NOOP ends with exactly the server picture, after 
         `round ${round}: sequence numbers`,
       );
       assert.deepEqual(model, truth, `round ${round}: flags`);
+      // And the session is caught up: its picture is the store's.
+      const stored = await t.server.ctx.data.listMessageUids(inbox);
+      assert.deepEqual(
+        truth,
+        stored.map((m) => ({ uid: m.uid, flags: m.flags.join(' ') })),
+        `round ${round}: the session's picture is not the store's`,
+      );
       // Nothing is repeated at the next NOOP.
       assert.deepEqual((await watch.command('NOOP')).lines, []);
     }
     // Both ways of catching up ran (this test checks them both).
     assert.ok(syncStats.steps > before.steps, 'no sync applied a view step');
     assert.ok(syncStats.merges > before.merges, 'no sync merged');
+    assert.ok(syncStats.fromMemory > before.fromMemory, 'no sync caught up from memory alone');
   } finally {
     for (const c of [a, b, watch]) c.close();
+    await smtp.quit().catch(() => undefined);
   }
 });

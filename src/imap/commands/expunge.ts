@@ -27,7 +27,7 @@ async function expunge(s: ImapSession, cmd: Command, byUid: boolean): Promise<st
  */
 async function done(s: ImapSession, cmd: Command): Promise<string> {
   if (!s.enabled.has('QRESYNC') || !s.selected) return `${cmd.name} completed`;
-  s.selected.dirty = true;
+  s.selected.markDirty();
   await s.flushUpdates(true);
   return `[HIGHESTMODSEQ ${s.selected.highestModseq}] ${cmd.name} completed`;
 }
