@@ -27,7 +27,7 @@ import {
 } from './imap-model.ts';
 import type { Insertable, Selectable as Row } from 'kysely';
 import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
-import { MailboxViews, type MailboxRow, type ViewStep } from './mailbox-views.ts';
+import { MailboxViews, type MailboxRow, type MailboxView, type ViewStep } from './mailbox-views.ts';
 import type { ExpungeCandidates, ViewAdvance } from './sqlite/imap-writer.ts';
 import type { SqliteReader } from './sqlite/open.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
@@ -1059,17 +1059,21 @@ export class DataStore implements ChunkStore {
     // The \Deleted messages from the shared message list (flags are canonical there)
     // instead of a scan of every row's flags (0.8 ms for 500 messages, every EXPUNGE);
     // it is used only if the mailbox did not change between the look and the lock.
-    const [row] = await this.mailboxRows({ id: mailboxId });
-    if (!row) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
-    const view = await this.views.view(row);
     const only = uids ? new Set(uids) : null;
-    const marked = view.messages.filter((m) => m.flags.includes('\\Deleted') && (!only || only.has(m.uid)));
+    const markedIn = (view: MailboxView) => view.messages.filter((m) => m.flags.includes('\\Deleted') && (!only || only.has(m.uid)));
     if (this.fastImap) {
-      const seen = { uidvalidity: view.uidvalidity, modseq: view.modseq, marked: marked.map((m) => ({ id: m.id, uid: m.uid })) };
+      // The writer checks the list against the locked row (and reads the rows when it is
+      // stale, or answers NOT_FOUND), so a view in memory needs no look at the row first.
+      const view = this.views.peek(mailboxId) ?? (await this.viewOf(mailboxId));
+      const seen = { uidvalidity: view.uidvalidity, modseq: view.modseq, marked: markedIn(view).map((m) => ({ id: m.id, uid: m.uid })) };
       const done = await this.fastImap.expunge(mailboxId, uids ?? null, seen);
       this.views.advance(done.view);
       return done.result;
     }
+    const [row] = await this.mailboxRows({ id: mailboxId });
+    if (!row) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    const view = await this.views.view(row);
+    const marked = markedIn(view);
     return this.imapTx(row.accountId, async (trx) => {
       const accountId = row.accountId;
       const locked = await this.lockedMailbox(trx, mailboxId);
@@ -1253,6 +1257,13 @@ export class DataStore implements ChunkStore {
    */
   cachedMailboxView(mailboxId: number, atLeast: number): { info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep } | null {
     return this.views.cached(mailboxId, atLeast);
+  }
+
+  /** The mailbox's view after a look at its row; NOT_FOUND when it is gone. */
+  private async viewOf(mailboxId: number): Promise<MailboxView> {
+    const [row] = await this.mailboxRows({ id: mailboxId });
+    if (!row) throw new MailError('NOT_FOUND', `no mailbox ${mailboxId}`);
+    return this.views.view(row);
   }
 
   /** SELECT's look: the mailbox by name with its shared message list (never mutate it), or null. */

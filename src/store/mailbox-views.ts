@@ -140,6 +140,11 @@ export class MailboxViews {
     return { info: { ...rest, highestmodseq: v.modseq, ...c }, messages: v.messages, step: v.step };
   }
 
+  /** The view in memory, whatever its modseq (a caller that checks it against the row under the lock). */
+  peek(mailboxId: number): MailboxView | undefined {
+    return this.views.get(mailboxId);
+  }
+
   /** Forget a mailbox (deleted): its id is never reused, this only frees memory. */
   drop(mailboxId: number): void {
     this.views.delete(mailboxId);

@@ -312,17 +312,44 @@ for (const backend of backends) {
       await a.data.listMessageUids(inbox.id);
       // The list as EXPUNGE looks at it, then a change lands before its transaction:
       // the list is stale (UID 2 has no \Deleted in it) and must not be used.
-      const views = (a.data as unknown as { views: { view: (row: unknown) => Promise<unknown> } }).views;
+      // (The SQLite writer thread's path takes the view in memory, peek; the other, view.)
+      const views = (a.data as unknown as { views: { view: (row: unknown) => Promise<unknown>; peek: (id: number) => unknown } }).views;
       const real = views.view.bind(views);
+      const realPeek = views.peek.bind(views);
+      let injected = false;
+      const inject = async () => {
+        if (injected) return;
+        injected = true;
+        await b.data.storeFlags(inbox.id, [2], 'add', ['\\Deleted']);
+      };
       views.view = async (row) => {
         const v = await real(row);
-        await b.data.storeFlags(inbox.id, [2], 'add', ['\\Deleted']);
+        await inject();
         return v;
       };
+      const fastPath = !!(a.data as unknown as { fastImap: unknown }).fastImap;
+      let peeked: unknown;
+      views.peek = (id) => (peeked = realPeek(id));
       try {
-        assert.deepEqual((await a.data.expunge(inbox.id)).expunged.map((x) => x.uid), [1, 2]);
+        if (fastPath) {
+          // peek is synchronous: the change lands before the writer's transaction another way.
+          const fast = (a.data as unknown as { fastImap: { expunge: (...args: unknown[]) => Promise<unknown> } }).fastImap;
+          const realExpunge = fast.expunge.bind(fast);
+          fast.expunge = async (...args) => {
+            await inject();
+            return realExpunge(...args);
+          };
+          try {
+            assert.deepEqual((await a.data.expunge(inbox.id)).expunged.map((x) => x.uid), [1, 2]);
+          } finally {
+            fast.expunge = realExpunge;
+          }
+          assert.ok(peeked, 'the writer-thread path looked at the view in memory');
+        } else assert.deepEqual((await a.data.expunge(inbox.id)).expunged.map((x) => x.uid), [1, 2]);
+        assert.ok(injected);
       } finally {
         views.view = real;
+        views.peek = realPeek;
       }
       // Current list: used as is (UID 3, flagged through the other handle, is seen after catching up).
       await b.data.storeFlags(inbox.id, [3], 'add', ['\\Deleted']);
