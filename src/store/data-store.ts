@@ -163,6 +163,12 @@ export interface AddedMessage {
   messageId: number;
   uid: number;
   modseq: number;
+  /**
+   * From SQLite's writer: the mailbox as the delivery found it (uidvalidity, the
+   * HIGHESTMODSEQ before) and left it (uidnext), and the new row's fields, so the views
+   * in memory take the message without reading it back (MailboxViews.advance).
+   */
+  view?: { uidvalidity: number; from: number; uidnext: number; flags: string[]; size: number; internalDate: number };
 }
 
 const now = () => Date.now();
@@ -698,8 +704,17 @@ export class DataStore implements ChunkStore {
    * writes the change log. Returns, per message, what was added.
    */
   async addMessages(batch: NewMessage[]): Promise<AddedMessage[][]> {
-    if (this.fastWriter) return this.fastWriter.addMessages(batch);
-    return this.addMessagesPortable(batch);
+    if (!this.fastWriter) return this.addMessagesPortable(batch);
+    const added = await this.fastWriter.addMessages(batch);
+    // In commit order, so each advance starts where the one before ended.
+    added.forEach((per, i) => {
+      for (const a of per) {
+        if (!a.view) continue;
+        const m: MessageUid = { id: a.messageId, uid: a.uid, modseq: a.modseq, flags: splitFlags(a.view.flags.join(' ')), size: a.view.size, internalDate: a.view.internalDate, blobHash: batch[i]!.blobHash };
+        this.views.advance({ mailboxId: a.mailboxId, uidvalidity: a.view.uidvalidity, from: a.view.from, to: a.modseq, changed: [m], expunged: [], uidnext: a.view.uidnext });
+      }
+    });
+    return added;
   }
 
   /** The backend-neutral version (kysely); tests run it against SQLite too. */

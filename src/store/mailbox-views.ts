@@ -92,12 +92,13 @@ export class MailboxViews {
   }
 
   /**
-   * A write's own changes (sqlite/imap-writer.ts ViewAdvance): a view still at the
+   * A write's own changes (sqlite/imap-writer.ts ViewAdvance; a delivery's, from
+   * message-writer.ts, with the mailbox's new uidnext): a view still at the
    * HIGHESTMODSEQ the write found under the lock becomes the view at the one it left,
    * which then needs no read of the changed rows. Any other view is left to the next
    * look (it is behind by more than this write, or gone).
    */
-  advance(a: { mailboxId: number; uidvalidity: number; from: number; to: number; changed: MessageUid[]; expunged: number[] }): void {
+  advance(a: { mailboxId: number; uidvalidity: number; from: number; to: number; changed: MessageUid[]; expunged: number[]; uidnext?: number }): void {
     if (a.to === a.from) return;
     const cur = this.views.get(a.mailboxId);
     if (!cur || cur.uidvalidity !== a.uidvalidity || cur.modseq !== a.from) return;
@@ -106,8 +107,8 @@ export class MailboxViews {
       uidvalidity: a.uidvalidity,
       messages: applyDelta(cur.messages, a.changed, a.expunged),
       step: { base: cur.messages, changed: a.changed, expunged: a.expunged },
-      // STORE and EXPUNGE (what advances a view) leave the rest of the row as it was.
-      row: cur.row,
+      // STORE and EXPUNGE leave the rest of the row as it was; a delivery says its uidnext.
+      row: cur.row && a.uidnext !== undefined ? { ...cur.row, uidnext: a.uidnext, highestmodseq: a.to } : cur.row,
     };
     if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, a.changed, a.expunged);
     this.views.set(a.mailboxId, next);

@@ -120,6 +120,8 @@ async function append(s: ImapSession, cmd: Command): Promise<string> {
   // RFC 9208 §4.4: over the quota → NO [OVERQUOTA], nothing stored.
   await assertQuota(s.ctx.data, account.id, items.reduce((n, it) => n + s.appendStreams.get(it.stream.index)!.sink.size, 0), items.length);
   const uids: number[] = [];
+  /** The mailbox's UIDVALIDITY under the delivery's lock, when the store says (SQLite's writer). */
+  let uidvalidity: number | null = null;
   try {
     for (const it of items) {
       const a = s.appendStreams.get(it.stream.index)!;
@@ -137,14 +139,16 @@ async function append(s: ImapSession, cmd: Command): Promise<string> {
         throw no(`Mailbox does not exist: ${name}`, 'TRYCREATE');
       }
       uids.push(added.uid);
+      uidvalidity = added.view?.uidvalidity ?? null;
     }
   } catch (err) {
     // RFC 3502 §6.3.11: a MULTIAPPEND that fails appends none of its messages.
     if (uids.length) await undo(s, info.id, uids).catch((e: unknown) => s.log.error({ err: e }, 'APPEND: could not undo a partial MULTIAPPEND'));
     throw err;
   }
-  const now = await s.ctx.data.getMailboxById(info.id);
-  return `[APPENDUID ${now?.uidvalidity ?? info.uidvalidity} ${formatSequenceSet(uids)}] ${cmd.name} completed`;
+  // Else read again: a RENAME meanwhile gives the mailbox a new UIDVALIDITY.
+  uidvalidity ??= (await s.ctx.data.getMailboxById(info.id))?.uidvalidity ?? info.uidvalidity;
+  return `[APPENDUID ${uidvalidity} ${formatSequenceSet(uids)}] ${cmd.name} completed`;
 }
 
 /** Removes messages this APPEND added before it failed. */

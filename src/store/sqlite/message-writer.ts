@@ -35,7 +35,7 @@ export class SqliteMessageWriter {
   ) {
     this.insertBlob = db.prepare('INSERT INTO blobs (hash, size, meta, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING');
     this.insertSearch = db.prepare('INSERT INTO search_text (hash, body) VALUES (?, ?)');
-    this.bumpUid = db.prepare('UPDATE mailboxes SET uidnext = uidnext + 1 WHERE account_id = ? AND name = ? RETURNING id, uidnext');
+    this.bumpUid = db.prepare('UPDATE mailboxes SET uidnext = uidnext + 1 WHERE account_id = ? AND name = ? RETURNING id, uidnext, uidvalidity, highestmodseq');
     this.bumpModseq = db.prepare('UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq');
     this.setHighest = db.prepare('UPDATE mailboxes SET highestmodseq = ? WHERE id = ?');
     this.insertMessage = db.prepare(
@@ -107,8 +107,8 @@ export class SqliteMessageWriter {
     const added: AddedMessage[] = [];
     for (const d of m.deliveries) {
       const name = d.mailbox ?? 'INBOX';
-      let mb = this.bumpUid.get(d.accountId, name) as { id: number; uidnext: number } | undefined;
-      if (!mb && name !== 'INBOX') mb = this.bumpUid.get(d.accountId, 'INBOX') as { id: number; uidnext: number } | undefined;
+      let mb = this.bumpUid.get(d.accountId, name) as MailboxBump | undefined;
+      if (!mb && name !== 'INBOX') mb = this.bumpUid.get(d.accountId, 'INBOX') as MailboxBump | undefined;
       if (!mb) throw new MailError('NOT_FOUND', `account ${d.accountId} has no INBOX`);
       const uid = Number(mb.uidnext) - 1;
       const { modseq } = this.bumpModseq.get(d.accountId) as { modseq: number };
@@ -116,11 +116,21 @@ export class SqliteMessageWriter {
       const row = this.insertMessage.run(d.accountId, mb.id, uid, modseq, m.blobHash, m.size, m.internalDate, (d.flags ?? []).join(' '), m.subject, m.from, m.date, m.messageId);
       const messageId = Number(row.lastInsertRowid);
       this.insertChange.run(d.accountId, modseq, mb.id, messageId, uid, 'add', t);
-      added.push({ accountId: d.accountId, mailboxId: mb.id, messageId, uid, modseq: Number(modseq) });
+      // What the delivery did to the mailbox's list, for the in-memory views (MailboxViews.advance).
+      const view = { uidvalidity: Number(mb.uidvalidity), from: Number(mb.highestmodseq), uidnext: Number(mb.uidnext), flags: d.flags ?? [], size: m.size, internalDate: m.internalDate };
+      added.push({ accountId: d.accountId, mailboxId: mb.id, messageId, uid, modseq: Number(modseq), view });
     }
     if (m.queue) for (const row of queueRows(m.queue, m.blobHash, t)) this.insertQueue.run(row);
     return added;
   }
+}
+
+/** The mailbox row as a delivery's UPDATE … RETURNING left it (highestmodseq: still the one before). */
+interface MailboxBump {
+  id: number;
+  uidnext: number;
+  uidvalidity: number;
+  highestmodseq: number;
 }
 
 /** Structured clone (the writer thread's postMessage) turns Buffers into Uint8Arrays. */
