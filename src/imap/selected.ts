@@ -1,5 +1,5 @@
 import type { DataStore } from '../store/data-store.ts';
-import type { MailboxInfo, MessageUid } from '../store/imap-model.ts';
+import { sameFlags, type MailboxInfo, type MessageUid } from '../store/imap-model.ts';
 import type { ViewStep } from '../store/mailbox-views.ts';
 import { formatSequenceSet } from './sequence-set.ts';
 
@@ -278,11 +278,4 @@ export class SelectedMailbox {
     for (const m of flagged.sort((a, b) => a.uid - b.uid)) out.push(render.flags(m, this.seqOf(m.uid)));
     return out;
   }
-}
-
-/** Flags are kept in one canonical form and order (normalizeFlags): an element-wise compare. */
-function sameFlags(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -132,7 +132,7 @@ export function applyStore(current: string[], mode: StoreMode, flags: string[]):
 }
 
 /** Same flag set, ignoring order and case. */
-export function sameFlags(a: string[], b: string[]): boolean {
+export function sameFlags(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   const s = new Set(a.map((f) => f.toLowerCase()));
   return b.every((f) => s.has(f.toLowerCase()));
