@@ -710,7 +710,7 @@ export class DataStore implements ChunkStore {
     added.forEach((per, i) => {
       for (const a of per) {
         if (!a.view) continue;
-        const m: MessageUid = { id: a.messageId, uid: a.uid, modseq: a.modseq, flags: splitFlags(a.view.flags.join(' ')), size: a.view.size, internalDate: a.view.internalDate, blobHash: batch[i]!.blobHash };
+        const m: MessageUid = { id: a.messageId, uid: a.uid, modseq: a.modseq, flags: a.view.flags, size: a.view.size, internalDate: a.view.internalDate, blobHash: batch[i]!.blobHash };
         this.views.advance({ mailboxId: a.mailboxId, uidvalidity: a.view.uidvalidity, from: a.view.from, to: a.modseq, changed: [m], expunged: [], uidnext: a.view.uidnext });
       }
     });
