@@ -5,6 +5,7 @@ import type { SelectedMailbox } from './selected.ts';
 import type { MessageUid } from '../store/imap-model.ts';
 import type { MessageIndex, MimePart } from '../mime/types.ts';
 import { decodeWords, parseHeaderBlock, type HeaderField } from '../mime/headers.ts';
+import { HeaderColumn } from './search-columns.ts';
 import { decodeText, htmlToText } from '../mime/text.ts';
 import { FOLDS_INTO_ASCII, type StoredMessage } from '../store/search-index.ts';
 
@@ -264,9 +265,10 @@ export function usesModseq(key: SearchKey): boolean {
 //     "unknown", and a message is decided when the others decide it (OR with a true
 //     side, AND with a false one, …);
 //  2. header keys (FROM, TO, CC, BCC, SUBJECT, HEADER, TEXT's header half) on the
-//     header blocks of messages stored inline, loaded in batches: a test on the raw
-//     bytes proves most do not match (see Headers.mayContain), the rest are matched
-//     exactly on the block;
+//     header blocks of messages stored inline, loaded in batches: a field key on the
+//     decoded values of that field, kept with the block (Headers.values); TEXT's
+//     header half after a test on the raw bytes proves most do not match (see
+//     Headers.mayContain);
 //  3. BODY and TEXT's body half: the store's full-text copy proves most bodies do not
 //     contain the term (src/store/search-index.ts says why that is sound);
 //  4. whatever is still open is evaluated exactly, as it always was: the MIME indexes
@@ -421,14 +423,14 @@ function longestRun(s: string, ok: (c: number) => boolean): string {
 }
 
 /**
- * The piece of a folded header-key value that a header block's raw bytes must hold
- * (lower-cased as latin1) for the value to match: printable ASCII without spaces (a
- * folded line keeps its white space but not its CRLF, so a piece without white space
- * never spans a fold) and, for TEXT, without ":" (its "name: value" lines put ": "
- * where the raw header may have had "name :value").
+ * The piece of a folded TEXT value that a header block's raw bytes must hold
+ * (lower-cased as latin1) for the value to match its header half: printable ASCII
+ * without spaces (a folded line keeps its white space but not its CRLF, so a piece
+ * without white space never spans a fold) and without ":" (the "name: value" lines
+ * put ": " where the raw header may have had "name :value").
  */
-function headerProbe(value: string, colon: boolean): string {
-  return longestRun(value, (c) => c > 0x20 && c < 0x7f && (colon || c !== 0x3a));
+function headerProbe(value: string): string {
+  return longestRun(value, (c) => c > 0x20 && c < 0x7f && c !== 0x3a);
 }
 
 /** ASCII characters that some non-ASCII ones fold into. */
@@ -449,6 +451,7 @@ function bodyProbe(value: string): string {
 /** A message's top-level header block, with its fields as the header keys compare them (parsed on first use). */
 class Headers {
   private parsed: HeaderField[] | null = null;
+  private byName: Map<string, readonly string[]> | null = null;
   private joined: string | null = null;
   private lower: string | null = null;
   /** Holds "=?" (an encoded word) or NUL: decodeWords may turn its bytes into other text. */
@@ -477,6 +480,27 @@ class Headers {
     let h = memo.get(block);
     if (!h) memo.set(block, (h = new Headers(block.head)));
     return h;
+  }
+
+  /**
+   * The folded values of the fields named `name` (lower case), kept per name: a client's
+   * FROM and SUBJECT searches then look at those few dozen characters of each message
+   * and not at its whole header block (1–2 KB: a scan of it was most of a header
+   * SEARCH's time), and decode no other field.
+   */
+  values(name: string): readonly string[] {
+    let v = this.byName?.get(name);
+    if (!v) {
+      // Without the decoded fields, parse again rather than keep the parse: a client
+      // searches a handful of names, and the cache counts what a block keeps.
+      v = this.parsed
+        ? this.parsed.filter((f) => f.name === name).map((f) => f.value)
+        : parseHeaderBlock(this.block.toString('latin1'))
+            .filter((f) => f.name === name)
+            .map((f) => fold(decodeWords(f.value)));
+      (this.byName ??= new Map()).set(name, v);
+    }
+    return v;
   }
 
   /** Fields with values unfolded, RFC 2047-decoded and folded for matching. */
@@ -610,6 +634,8 @@ export interface SearchContext {
   saved: ReadonlySet<number>;
   /** Current time in ms (OLDER/YOUNGER). */
   now: number;
+  /** The selected mailbox's header columns (search-columns.ts); none: every message's header block is looked at. */
+  columns?: { column(field: string): HeaderColumn; done(): void };
 }
 
 /** A key on the message list; `seq` is the message number. */
@@ -746,16 +772,45 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
   let open = narrow(messages.map((_, i) => i));
 
   // Round 2: header keys on the header blocks of small messages.
-  const headerKeys = leaves.flatMap((l) => (l.op === 'header' || l.op === 'headers' ? [{ l, probe: headerProbe(l.value, l.op === 'header') }] : []));
+  const headerKeys = leaves.flatMap((l) => (l.op === 'header' || l.op === 'headers' ? [{ l, probe: l.op === 'headers' ? headerProbe(l.value) : '' }] : []));
   // MIME index JSON seen so far: round 3 needs it, round 2 gets it for free.
   const metas = new Map<string, string>();
   const keepMetas = leaves.some((l) => l.op === 'body');
   if (headerKeys.length && open.length) {
+    // Field keys first from the mailbox's header columns (search-columns.ts). The
+    // messages a column holds nothing for go on below, and those above its last UID
+    // are added to it afterwards.
+    const grow = new Map<HeaderColumn, { field: string; todo: Set<number> }>();
+    const columns = ctx.columns;
+    if (columns) {
+      for (const { l } of headerKeys) {
+        if (l.op !== 'header' || !HeaderColumn.usable(l.value)) continue;
+        const col = columns.column(l.field);
+        const known = run.known[l.id]!;
+        const last = col.lastUid;
+        const rest = col.answer(
+          l.value,
+          messages,
+          open.filter((i) => known[i] === UNKNOWN),
+          known,
+          YES,
+          NO,
+        ).filter((i) => messages[i]!.uid > last);
+        if (!rest.length) continue;
+        let g = grow.get(col);
+        if (!g) grow.set(col, (g = { field: l.field, todo: new Set() }));
+        for (const i of rest) g.todo.add(i);
+      }
+    }
+    const settled = (i: number) => headerKeys.every(({ l }) => run.known[l.id]![i] !== UNKNOWN);
+    /** The Headers matched below, for the columns to grow by. */
+    const made = grow.size ? new Map<number, Headers>() : null;
     const match = (i: number, h: Headers) => {
+      made?.set(i, h);
       for (const { l, probe } of headerKeys) {
         const known = run.known[l.id]!;
         if (known[i] !== UNKNOWN) continue;
-        const hit = h.mayContain(probe) && (l.op === 'header' ? h.fields().some((f) => f.name === l.field && f.value.includes(l.value)) : h.text().includes(l.value));
+        const hit = l.op === 'header' ? h.values(l.field).some((v) => v.includes(l.value)) : h.mayContain(probe) && h.text().includes(l.value);
         known[i] = hit ? YES : NO;
       }
     };
@@ -766,6 +821,7 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
     const ask = keepMetas
       ? open
       : open.filter((i) => {
+          if (settled(i)) return false;
           const h = recentHeaders.get(messages[i]!)?.deref();
           if (!h) return true;
           match(i, h);
@@ -787,6 +843,15 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
         match(i, h);
       }
     }
+    for (const [col, g] of grow) {
+      // In UID order; a message without a header block here (not stored inline) is
+      // left out and keeps being answered the usual way.
+      for (const i of [...g.todo].sort((a, b) => a - b)) {
+        const h = made!.get(i);
+        if (h) col.append(messages[i]!.uid, h.values(g.field));
+      }
+    }
+    columns?.done();
     open = narrow(open);
   }
 

@@ -50,7 +50,8 @@ function headerCacheOf(data: DataStore): LRUCache<string, { head: Buffer; meta: 
     // meta is a JS string: 2 bytes a character at most; plus the key and object overhead.
     // SEARCH keeps its parsed copy of a block alongside (search-keys.ts Headers.of): the
     // lower-cased text (1 byte a character), the decoded fields and their joined text
-    // (2 bytes a character each at most): counted as 5 × the block in all.
+    // (2 bytes a character each at most), or the values of the fields searched by name
+    // (a part of those): counted as 5 × the block in all.
     c = new LRUCache({ maxSize: HEADER_CACHE_BYTES, sizeCalculation: (v, k) => 5 * v.head.length + 2 * v.meta.length + 2 * k.length + 100 });
     headerCaches.set(data, c);
   }

@@ -2,7 +2,9 @@ import { bad, no } from '../errors.ts';
 import { atomUpper, isList } from '../args.ts';
 import { tokenText, type Command } from '../parser.ts';
 import { formatSequenceSet } from '../sequence-set.ts';
-import { parseSearchKeys, runSearch, savedSearch, setSavedSearch, SearchSyntaxError, usesModseq, type MessageSource } from '../search-keys.ts';
+import { parseSearchKeys, runSearch, savedSearch, setSavedSearch, SearchSyntaxError, usesModseq, type MessageSource, type SearchContext } from '../search-keys.ts';
+import { headerColumns } from '../search-columns.ts';
+import type { MessageUid } from '../../store/imap-model.ts';
 import type { ImapSession } from '../session.ts';
 import { bodiesWithout, bodyPrefilterPays, loadMessages } from '../../store/search-index.ts';
 import { headerBlocks } from '../../store/header-blocks.ts';
@@ -42,6 +44,18 @@ export function source(s: ImapSession): MessageSource {
   };
 }
 
+/** What SEARCH (and SORT/THREAD) evaluate the keys against: the selected mailbox of the session. */
+export function searchContext(s: ImapSession, messages: readonly MessageUid[]): SearchContext {
+  const sel = s.selected!;
+  return {
+    source: source(s),
+    isRecent: (uid) => sel.isRecent(uid),
+    saved: savedSearch(sel),
+    now: s.ctx.now(),
+    columns: headerColumns(s.ctx.data, sel.info, messages.length),
+  };
+}
+
 async function search(s: ImapSession, cmd: Command, byUid: boolean): Promise<string> {
   const sel = s.selected!;
   const args = cmd.args;
@@ -78,12 +92,7 @@ async function search(s: ImapSession, cmd: Command, byUid: boolean): Promise<str
     const withModseq = usesModseq(key);
     // RFC 7162 §3.1: a client that searches by MODSEQ is CONDSTORE-aware from now on.
     if (withModseq) s.enabled.add('CONDSTORE');
-    const hits = await runSearch(key, messages, {
-      source: source(s),
-      isRecent: (uid) => sel.isRecent(uid),
-      saved: savedSearch(sel),
-      now: s.ctx.now(),
-    });
+    const hits = await runSearch(key, messages, searchContext(s, messages));
     const nums = hits.map((h) => (byUid ? h.m.uid : h.seq));
     const highest = hits.reduce((top, h) => Math.max(top, h.m.modseq), 0);
 

@@ -1,7 +1,7 @@
 import { bad, no } from '../errors.ts';
 import { atomUpper, isList } from '../args.ts';
 import { tokenText, type Command, type Token } from '../parser.ts';
-import { parseSearchKeys, runSearch, savedSearch, SearchSyntaxError, usesModseq, type MessageSource } from '../search-keys.ts';
+import { parseSearchKeys, runSearch, SearchSyntaxError, usesModseq, type MessageSource } from '../search-keys.ts';
 import {
   baseSubject,
   casemap,
@@ -21,7 +21,7 @@ import type { EnvelopeAddress, MessageIndex } from '../../mime/types.ts';
 import type { MessageUid } from '../../store/imap-model.ts';
 import type { ImapSession } from '../session.ts';
 import type { CommandSpec } from './index.ts';
-import { readRange, source } from './search.ts';
+import { readRange, searchContext, source } from './search.ts';
 
 /**
  * SORT, UID SORT, THREAD and UID THREAD (RFC 5256; RFC 5957 SORT=DISPLAY).
@@ -116,7 +116,7 @@ async function searchFrom(s: ImapSession, cmd: Command, at: number) {
   }
   const withModseq = usesModseq(key);
   if (withModseq) s.enabled.add('CONDSTORE');
-  const hits = await runSearch(key, messages, { source: source(s), isRecent: (uid) => sel.isRecent(uid), saved: savedSearch(sel), now: s.ctx.now() });
+  const hits = await runSearch(key, messages, searchContext(s, messages));
   return { hits, withModseq };
 }
 
