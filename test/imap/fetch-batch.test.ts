@@ -232,6 +232,23 @@ test('header-only FETCH 1:* (HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, partials)
     assert.equal(parseFetch(spaced).items.get('BODY[HEADER.FIELDS (SUBJECT X-SEQ)]')!.data!.toString(), 'SUBJECT  : spaced\r\nx-seq\t: N5\r\n folded\r\n\r\n');
     const blank = stored.findIndex((m) => m.raw[0] === 13);
     assert.equal(parseFetch(r.responses[blank]!).items.get('BODY[HEADER]')!.raw, '{2}\r\n\r\n');
+    // Again, now from cached header blocks, whose HEADER.FIELDS answers are kept by field
+    // list (commands/fetch.ts fieldsMemo): other lists, the same names with NOT, another
+    // order and case, partials of a kept answer.
+    const again = await raw(
+      c,
+      'FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[HEADER.FIELDS.NOT (Subject X-SEQ)] BODY.PEEK[HEADER.FIELDS (x-seq SUBJECT)]<2.7> BODY.PEEK[HEADER.FIELDS (Subject X-SEQ)])',
+    );
+    assert.equal(again.status, 'OK', again.text);
+    again.responses.forEach((b, i) => {
+      const it = parseFetch(b).items;
+      const header = headerOf(stored[i]!);
+      const both = fieldsOf(header, ['subject', 'x-seq'], false);
+      assert.deepEqual(it.get('BODY[HEADER.FIELDS (SUBJECT)]')!.data, fieldsOf(header, ['subject'], false), `message ${i + 1}`);
+      assert.deepEqual(it.get('BODY[HEADER.FIELDS.NOT (SUBJECT X-SEQ)]')!.data, fieldsOf(header, ['subject', 'x-seq'], true), `message ${i + 1}`);
+      assert.deepEqual(it.get('BODY[HEADER.FIELDS (X-SEQ SUBJECT)]<2>')!.data, both.subarray(2, 9), `message ${i + 1}`);
+      assert.deepEqual(it.get('BODY[HEADER.FIELDS (SUBJECT X-SEQ)]')!.data, both, `message ${i + 1}`);
+    });
   } finally {
     c.close();
   }

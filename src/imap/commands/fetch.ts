@@ -228,6 +228,35 @@ interface Source {
   whole: boolean;
   /** Ranges read on their own from a message larger than WHOLE_MAX, by "start-end". */
   ranges: Map<string, Buffer> | null;
+  /** The header cache's entry `head` is (header-blocks.ts): exactly the top-level header block. */
+  block: object | null;
+}
+
+/**
+ * HEADER.FIELDS[.NOT] answers of header blocks from the header cache, by the block and
+ * the field list: a client's message list asks for the same fields of the same
+ * messages again and again, and parsing the block for them was most of such a FETCH's
+ * work. Held as long as the cache holds the block (whose size counts them, 5 × the block).
+ */
+const fieldsMemo = new WeakMap<object, Map<string, Buffer>>();
+
+/** The memo's key for a field list. */
+function fieldsKey(fields: readonly string[], not: boolean): string {
+  return JSON.stringify([not, ...fields.map((f) => f.toLowerCase())]);
+}
+
+function filteredHeader(src: Source, target: Extract<SectionTarget, { kind: 'fields' }>, key: string | undefined): Buffer {
+  const block = readSync(src, target.start, target.end);
+  if (!src.block || key === undefined || target.start !== 0 || target.end !== src.head!.length) return filterHeader(block, target.fields, target.not);
+  let memo = fieldsMemo.get(src.block);
+  let out = memo?.get(key);
+  if (!out) {
+    out = filterHeader(block, target.fields, target.not);
+    if (!memo) fieldsMemo.set(src.block, (memo = new Map()));
+    // A few field lists a block at most (clients ask for one or two).
+    if (memo.size < 4) memo.set(key, out);
+  }
+  return out;
 }
 
 /** The message's MIME index, if it is loaded. */
@@ -256,6 +285,8 @@ interface Plan {
   implicitUid: boolean;
   implicitModseq: boolean;
   utf8: boolean;
+  /** The fieldsMemo key of each HEADER.FIELDS[.NOT] item of the top-level header. */
+  fieldKeys: Map<FetchItem, string>;
 }
 
 /**
@@ -305,8 +336,7 @@ function render(s: ImapSession, job: Job, plan: Plan, src: Source): Piece[] {
         const target = locate(item, m, src);
         if (target.kind === 'empty') literal(item.name, EMPTY);
         else if (target.kind === 'fields') {
-          const block = readSync(src, target.start, target.end);
-          literal(item.name, applyPartial(filterHeader(block, target.fields, target.not), item.partial));
+          literal(item.name, applyPartial(filteredHeader(src, target, plan.fieldKeys.get(item)), item.partial));
         } else {
           // A byte range of the blob: the partial narrows the range itself.
           let { start, end } = target;
@@ -347,8 +377,9 @@ function locate(item: Extract<FetchItem, { kind: 'section' }>, m: MessageUid, sr
   // BODY[] needs no index: the whole blob, RFC822.SIZE octets.
   if (!needsIndex(item)) return { kind: 'range', start: 0, end: m.size };
   if (!src.index && src.head && isRootHeader(item.section)) {
-    // The top-level header from the bytes themselves (the same end as the index gives).
-    const end = headerEnd(src.head, src.whole);
+    // The top-level header from the bytes themselves (the same end as the index gives);
+    // a block from the header cache is that header exactly.
+    const end = src.block ? src.head.length : headerEnd(src.head, src.whole);
     if (end >= 0) {
       const sec = item.section;
       return sec.text === 'HEADER' ? { kind: 'range', start: 0, end } : { kind: 'fields', start: 0, end, fields: sec.fields, not: sec.text === 'HEADER.FIELDS.NOT' };
@@ -384,7 +415,7 @@ async function renderLoading(s: ImapSession, job: Job, plan: Plan, src: Source):
 /** Reads what the plan needs of a batch of messages in one query (two when only some bytes are read). */
 async function loadBatch(s: ImapSession, plan: Plan, jobs: Job[]): Promise<Source[]> {
   const data = s.ctx.data;
-  const sources: Source[] = jobs.map(() => ({ index: null, head: null, whole: false, ranges: null }));
+  const sources: Source[] = jobs.map(() => ({ index: null, head: null, whole: false, ranges: null, block: null }));
   let metaHashes: string[] = [];
   if (plan.index) {
     jobs.forEach((j, i) => {
@@ -404,6 +435,7 @@ async function loadBatch(s: ImapSession, plan: Plan, jobs: Job[]): Promise<Sourc
       if (!b) return;
       const src = sources[i]!;
       src.head = b.head;
+      src.block = b;
       src.whole = b.head.length >= j.m.size;
       if (plan.index && !src.index) src.index = cachedIndex(data, j.m.blobHash) ?? rememberIndex(data, j.m.blobHash, b.meta);
     });
@@ -523,6 +555,13 @@ async function runFetch(s: ImapSession, cmd: Command, byUid: boolean): Promise<s
     implicitUid: s.enabled.has('QRESYNC') && !items.some((i) => i.kind === 'UID'),
     implicitModseq: s.enabled.has('CONDSTORE') && !items.some((i) => i.kind === 'MODSEQ'),
     utf8: s.utf8,
+    fieldKeys: new Map(
+      items.flatMap((i) =>
+        i.kind === 'section' && i.section.part.length === 0 && (i.section.text === 'HEADER.FIELDS' || i.section.text === 'HEADER.FIELDS.NOT')
+          ? [[i, fieldsKey(i.section.fields, i.section.text === 'HEADER.FIELDS.NOT')] as const]
+          : [],
+      ),
+    ),
   };
   const loads = plan.index || plan.bytes !== 'none';
 
@@ -553,7 +592,7 @@ async function runFetch(s: ImapSession, cmd: Command, byUid: boolean): Promise<s
 
   const load = (from: number, to: number): Promise<Source[]> => {
     const batch = jobs.slice(from, to);
-    if (!loads) return Promise.resolve(batch.map((): Source => ({ index: null, head: null, whole: false, ranges: null })));
+    if (!loads) return Promise.resolve(batch.map((): Source => ({ index: null, head: null, whole: false, ranges: null, block: null })));
     const p = loadBatch(s, plan, batch);
     p.catch(() => undefined); // awaited in its round; abandoned if an earlier one fails
     return p;
