@@ -66,7 +66,7 @@ export class SelectedMailbox {
   ) {
     this.list = messages;
     this.shared = true;
-    this.claimRecent(messages);
+    this.claimRecent(messages, true);
   }
 
   /**
@@ -104,14 +104,23 @@ export class SelectedMailbox {
     for (const n of [...seqs].sort((a, b) => b - a)) list.splice(n - 1, 1);
   }
 
-  private claimRecent(messages: readonly MessageUid[]): void {
+  /** `ascending`: the messages are in UID order (a session's list), else any order (a sync's new ones). */
+  private claimRecent(messages: readonly MessageUid[], ascending = false): void {
     const before = this.seen.get(this.info.id) ?? 0;
     let top = before;
-    for (const m of messages) {
-      if (m.uid > before) {
-        this.recent.add(m.uid);
-        top = Math.max(top, m.uid);
-      }
+    // In UID order the messages above the watermark are the last ones.
+    let lo = 0;
+    let hi = messages.length;
+    while (ascending && lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (messages[mid]!.uid > before) hi = mid;
+      else lo = mid + 1;
+    }
+    for (let i = lo; i < messages.length; i++) {
+      const uid = messages[i]!.uid;
+      if (uid <= before) continue;
+      this.recent.add(uid);
+      top = Math.max(top, uid);
     }
     if (!this.readOnly && top > before) this.seen.set(this.info.id, top);
   }
@@ -156,7 +165,17 @@ export class SelectedMailbox {
   }
 
   get recentCount(): number {
+    if (this.recent.size === 0) return 0;
     let n = 0;
+    if (this.recent.size * 8 < this.messages.length) {
+      // Few recent UIDs (the usual case): look each up. One no longer listed was
+      // expunged and never comes back (UIDs are not reused), so it is dropped.
+      for (const uid of this.recent) {
+        if (this.seqOf(uid)) n++;
+        else this.recent.delete(uid);
+      }
+      return n;
+    }
     for (const m of this.messages) if (this.recent.has(m.uid)) n++;
     return n;
   }

@@ -201,3 +201,52 @@ test('failed IMAP logins feed the ban guard: after 3 the client is refused with 
     await b.stop();
   }
 });
+
+test('\\Recent counts and SELECT summaries stay right as messages come and go (RFC 3501 §2.3.2, §7.3.2)', async () => {
+  const connect = async () => {
+    const c = await ImapTestClient.connect(t.imapsPort, { tls: true });
+    assert.equal((await c.login()).status, 'OK');
+    return c;
+  };
+  const append = async (c: ImapTestClient, n: number, flags = '') => {
+    const msg = `From: r@example.test\r\nSubject: recent ${n}\r\n\r\nbody ${n}\r\n`;
+    c.write(`A${n} APPEND RecentBox (${flags}) {${Buffer.byteLength(msg)}+}\r\n${msg}\r\n`);
+    assert.equal((await c.read(`A${n}`)).status, 'OK');
+  };
+  const other = await connect();
+  const a = await connect();
+  try {
+    assert.equal((await other.command('CREATE RecentBox')).status, 'OK');
+    for (let n = 1; n <= 40; n++) await append(other, n, n === 1 ? '\\Seen' : n === 2 ? '\\Seen $Label7' : '\\Seen');
+    // The first session to see them: all recent; the next one none.
+    const first = await a.command('SELECT RecentBox');
+    assert.ok(first.lines.includes('* 40 RECENT'), first.lines.join('\n'));
+    assert.ok(first.lines.some((l) => /^\* FLAGS \(.* \$Label7\)$/.test(l)), first.lines.join('\n'));
+    assert.ok(!first.lines.some((l) => /UNSEEN/.test(l)), 'every message is seen');
+    const again = await a.command('SELECT RecentBox');
+    assert.ok(again.lines.includes('* 0 RECENT'), again.lines.join('\n'));
+    // Two new ones: recent for this session (few among many: looked up one by one).
+    await append(other, 41);
+    await append(other, 42);
+    const noop = await a.command('NOOP');
+    assert.ok(noop.lines.includes('* 42 EXISTS') && noop.lines.includes('* 2 RECENT'), noop.lines.join('\n'));
+    // One of them expunged, another delivered: 2 recent, not 3.
+    assert.equal((await a.command('STORE 42 +FLAGS.SILENT (\\Deleted)')).status, 'OK');
+    assert.equal((await a.command('EXPUNGE')).status, 'OK');
+    await append(other, 43);
+    const after = await a.command('NOOP');
+    assert.ok(after.lines.includes('* 42 EXISTS') && after.lines.includes('* 2 RECENT'), after.lines.join('\n'));
+    const recent = await a.command('SEARCH RECENT');
+    assert.ok(recent.lines.includes('* SEARCH 41 42'), recent.lines.join('\n'));
+    // A keyword and an unseen message appear in the next SELECT's FLAGS and UNSEEN.
+    assert.equal((await a.command('STORE 5 +FLAGS ($Label9)')).status, 'OK');
+    assert.equal((await a.command('STORE 5 -FLAGS (\\Seen)')).status, 'OK');
+    const b = await other.command('SELECT RecentBox');
+    assert.ok(b.lines.some((l) => /^\* FLAGS \(.* \$Label7 \$Label9\)$/.test(l)), b.lines.join('\n'));
+    assert.ok(b.lines.includes('* OK [UNSEEN 5] First unseen'), b.lines.join('\n'));
+    assert.ok(b.lines.includes('* 0 RECENT'), b.lines.join('\n'));
+  } finally {
+    a.close();
+    other.close();
+  }
+});

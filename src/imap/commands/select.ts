@@ -1,5 +1,6 @@
 import { SelectedMailbox } from '../selected.ts';
 import type { DataStore } from '../../store/data-store.ts';
+import type { MessageUid } from '../../store/imap-model.ts';
 
 /** Per store (one per process): the highest UID per mailbox some session was told about (\\Recent). */
 const watermarks = new WeakMap<DataStore, Map<number, number>>();
@@ -78,6 +79,37 @@ function parseSelectParams(s: ImapSession, cmd: Command): SelectParams {
   return out;
 }
 
+/** What SELECT tells of a list: its keywords (the first 200) and the index of its first message without \\Seen (-1: none). */
+interface ListSummary {
+  keywords: string[];
+  firstUnseen: number;
+}
+
+/**
+ * Kept per list: a view's shared list (mailbox-views.ts) never changes, and every
+ * session that selects the mailbox before its next change starts from that same
+ * array, so one pass over its messages serves them all.
+ */
+const summaries = new WeakMap<readonly MessageUid[], ListSummary>();
+
+function summaryOf(messages: readonly MessageUid[]): ListSummary {
+  let sum = summaries.get(messages);
+  if (sum) return sum;
+  const keywords = new Set<string>();
+  let firstUnseen = -1;
+  for (let i = 0; i < messages.length; i++) {
+    let seen = false;
+    for (const f of messages[i]!.flags) {
+      if (f.charCodeAt(0) !== 0x5c) keywords.add(f);
+      else if (f === '\\Seen') seen = true;
+    }
+    if (!seen && firstUnseen < 0) firstUnseen = i;
+  }
+  sum = { keywords: [...keywords].slice(0, 200), firstUnseen };
+  summaries.set(messages, sum);
+  return sum;
+}
+
 async function open(s: ImapSession, cmd: Command, readOnly: boolean): Promise<string> {
   argCount(cmd, 1, 2);
   const name = mailboxName(s, cmd, 0);
@@ -95,17 +127,13 @@ async function open(s: ImapSession, cmd: Command, readOnly: boolean): Promise<st
   const sel = new SelectedMailbox(info, messages, readOnly, recentWatermarks(s));
   s.selected = sel;
   s.state = 'selected';
-  const keywords = new Set<string>();
-  for (const m of messages) for (const f of m.flags) if (!f.startsWith('\\')) keywords.add(f);
-  const flags = [SYSTEM, ...[...keywords].slice(0, 200)].join(' ');
+  const { keywords, firstUnseen } = summaryOf(messages);
+  const flags = [SYSTEM, ...keywords].join(' ');
   s.untagged(`* ${sel.exists} EXISTS`);
   if (!s.rev2) s.untagged(`* ${sel.recentCount} RECENT`);
   s.untagged(`* FLAGS (${flags})`);
   s.untagged(`* OK [PERMANENTFLAGS (${readOnly ? '' : `${flags} \\*`})] Flags permitted`);
-  if (!s.rev2) {
-    const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
-    if (firstUnseen >= 0) s.untagged(`* OK [UNSEEN ${firstUnseen + 1}] First unseen`);
-  }
+  if (!s.rev2 && firstUnseen >= 0) s.untagged(`* OK [UNSEEN ${firstUnseen + 1}] First unseen`);
   s.untagged(`* OK [UIDVALIDITY ${info.uidvalidity}] UIDs valid`);
   s.untagged(`* OK [UIDNEXT ${sel.uidnext}] Predicted next UID`);
   // RFC 7162 §3.1.2.1: always, CONDSTORE enabled or not (every mailbox has mod-sequences); SELECT … (CONDSTORE) enables it.
