@@ -98,7 +98,7 @@ export class Ingest {
     private pubsub: PubSub,
     private log: Logger,
   ) {
-    this.committer = new GroupCommitter((items) => this.data.addMessages(items));
+    this.committer = new GroupCommitter((items) => this.data.addMessages(items), 256, this.data.deliveryCommitsInFlight);
   }
 
   /** Starts a new message: write its bytes, then commit it to its deliveries. */

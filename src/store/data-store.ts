@@ -211,6 +211,15 @@ export class DataStore implements ChunkStore {
   ) {}
 
   /**
+   * How many delivery commits may be outstanding at once (core/group-commit.ts): the
+   * SQLite writer thread takes batches as they come and groups them into its flushes;
+   * elsewhere one batch commits after the other.
+   */
+  get deliveryCommitsInFlight(): number {
+    return this.fastImap ? 16 : 1;
+  }
+
+  /**
    * A query built and compiled once, run with new parameters: the per-RCPT lookups
    * (domain, account, alias) otherwise spend more time in the query builder than in
    * the database. `build` must use placeholders in the order of `params`.
