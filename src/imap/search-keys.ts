@@ -845,10 +845,12 @@ export async function runSearch(key: SearchKey, messages: readonly MessageUid[],
     }
     for (const [col, g] of grow) {
       // In UID order; a message without a header block here (not stored inline) is
-      // left out and keeps being answered the usual way.
+      // left out and keeps being answered the usual way. Another search of the mailbox
+      // may have grown the column while this one read header blocks: only what is
+      // above its last UID now goes in.
       for (const i of [...g.todo].sort((a, b) => a - b)) {
         const h = made!.get(i);
-        if (h) col.append(messages[i]!.uid, h.values(g.field));
+        if (h && messages[i]!.uid > col.lastUid) col.append(messages[i]!.uid, h.values(g.field));
       }
     }
     columns?.done();

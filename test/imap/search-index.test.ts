@@ -401,6 +401,22 @@ test('header columns: answers unchanged as the mailbox grows and loses messages;
   assert.equal(again.length, messages.length - 2);
 });
 
+test('two searches of one mailbox at once grow its column without tripping over each other', async () => {
+  const data = t.server.ctx.data;
+  const acct = (await data.getAccount('alice@example.test'))!;
+  const mb = (await data.getMailbox(acct.id, 'INBOX'))!;
+  const messages = await data.listMessageUids(mb.id);
+  const store = {};
+  const ctx = () => ({ source: storeSource(t, true), isRecent: () => false, saved: new Set<number>(), now: Date.now(), columns: headerColumns(store, mb, messages.length) });
+  // Both find the column empty, both read header blocks, then both add what they read.
+  const key: SearchKey = { op: 'header', field: 'from', value: 'example.test' };
+  const [a, b] = await Promise.all([runSearch(key, messages, ctx()), runSearch(key, messages, ctx())]);
+  const exact = (await runSearch(key, messages, { ...ctx(), source: storeSource(t, false), columns: undefined })).map((h) => h.seq);
+  assert.deepEqual(a.map((h) => h.seq), exact);
+  assert.deepEqual(b.map((h) => h.seq), exact);
+  assert.equal(headerColumns(store, mb, 0).column('from').length, messages.length - 2);
+});
+
 test('a header column with twice as many entries as the mailbox has messages (and 64) starts again', () => {
   const store = {};
   const mb = { id: 1, uidvalidity: 7 };
