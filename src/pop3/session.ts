@@ -60,6 +60,8 @@ export class Pop3Session {
   private lease: MaildropLease | null = null;
   private busy = false;
   private closed = false;
+  /** The idle timer fired: the lock is being released, no further command is read. */
+  private timedOut = false;
   private bad = 0;
   private timer: NodeJS.Timeout | null = null;
   /** Set while a command (AUTH) waits for the client's next line. */
@@ -142,15 +144,22 @@ export class Pop3Session {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.log.info({ user: this.account?.email }, 'idle timeout');
-      // No UPDATE state: nothing marked with DELE is deleted (RFC 1939 §6).
-      this.write('-ERR Disconnected for inactivity\r\n');
-      this.close();
+      // No UPDATE state: nothing marked with DELE is deleted (RFC 1939 §6). The lock goes
+      // before the -ERR, so a client that sees the close and logs in again is not refused
+      // with IN-USE; no command is read meanwhile.
+      this.timedOut = true;
+      this.socket.pause();
+      void this.releaseMaildrop().finally(() => {
+        if (this.closed) return;
+        this.write('-ERR Disconnected for inactivity\r\n');
+        this.close();
+      });
     }, this.cfg.idle_timeout);
     this.timer.unref();
   }
 
   private pump(): void {
-    if (this.busy || this.closed) return;
+    if (this.busy || this.closed || this.timedOut) return;
     this.busy = true;
     this.socket.pause();
     void this.drain()
@@ -160,12 +169,12 @@ export class Pop3Session {
       })
       .finally(() => {
         this.busy = false;
-        if (!this.closed) this.socket.resume();
+        if (!this.closed && !this.timedOut) this.socket.resume();
       });
   }
 
   private async drain(): Promise<void> {
-    for (let ev = this.reader.next(); ev && !this.closed; ev = this.reader.next()) {
+    for (let ev = this.reader.next(); ev && !this.closed && !this.timedOut; ev = this.reader.next()) {
       if (ev.kind === 'too-long') {
         this.write(errLine(`Line too long (at most ${MAX_LINE} octets)`));
         this.countBad();

@@ -257,18 +257,21 @@ test('a 20 MB message streams byte for byte (with dot-stuffing) and TOP of it st
 });
 
 test('idle timeout: -ERR and the connection closes; nothing marked is deleted', async () => {
-  const u = await startPop3TestServer({ pop3: { idle_timeout: '300ms' } });
+  const u = await startPop3TestServer({ pop3: { idle_timeout: '1s' } });
   try {
     await deliver(u, 'alice@example.test', message('idle'));
     const c = await Pop3TestClient.connect(u.pop3sPort, { tls: true });
     await c.login();
     await c.cmd('DELE 1');
+    // connected 600 ms into c's second of idleness (so d itself has time left): it logs in
+    // the moment the -ERR arrives, and the lock must already be free. It is released before
+    // the -ERR; released after it (a regression), a quick login got -ERR [IN-USE].
+    await new Promise((r) => setTimeout(r, 600));
+    const d = await Pop3TestClient.connect(u.pop3sPort, { tls: true });
     assert.equal(await c.line(), '-ERR Disconnected for inactivity');
+    assert.match(await d.login(), /^\+OK/);
     await c.waitClosed();
     assert.equal((await inbox(u, 'alice@example.test')).length, 1);
-    // and the lock is free again
-    const d = await Pop3TestClient.connect(u.pop3sPort, { tls: true });
-    assert.match(await d.login(), /^\+OK/);
     d.close();
   } finally {
     await u.stop();
