@@ -157,6 +157,51 @@ test('the writer thread answers a delivery, STORE or EXPUNGE only after it flush
   }
 });
 
+test('the writer thread runs the writes that arrive together in one transaction, each in a savepoint: a failing one is undone alone, the others are committed and survive a reopen', async () => {
+  const dir = tempDir('postern-groupcommit-');
+  const file = path.join(dir, 'data');
+  let stores = await openStores(file, { writerThread: true });
+  try {
+    const { data, writer } = stores;
+    assert.ok(writer);
+    await data.ensureDomain('turn.test');
+    const acct = await data.addAccount('t@turn.test', null);
+    const inbox = (await data.getMailbox(acct.id, 'INBOX'))!;
+    const msg = (n: number, accounts: number[]) => {
+      const bytes = Buffer.from(`Subject: ${n}\r\n\r\nbody ${n}\r\n`);
+      return { blobHash: `turn-${n}`, size: bytes.length, blobData: bytes, meta: '{}', searchText: `body ${n}`, internalDate: n, subject: `${n}`, from: 'a@turn.test', date: null, messageId: `<${n}@turn.test>`, deliveries: accounts.map((accountId) => ({ accountId })), queue: null };
+    };
+    await data.addMessages(Array.from({ length: 6 }, (_, i) => msg(i + 1, [acct.id])));
+    const before = writer.flushes;
+    // Sent in one tick: the thread receives them together (one turn).
+    const results = await Promise.allSettled([
+      data.storeFlags(inbox.id, [1], 'add', ['\\Flagged']),
+      data.storeFlags(inbox.id + 1000, [1], 'add', ['\\Seen']), // no such mailbox
+      data.storeFlags(inbox.id, [2], 'add', ['\\Seen']),
+      // its first delivery is written, then the second (no such account) fails: all of it goes
+      data.addMessages([msg(50, [acct.id, acct.id + 1000])]),
+      data.storeFlags(inbox.id, [3], 'add', ['\\Deleted']),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled']);
+    assert.ok(writer.flushes - before < 5, `${writer.flushes - before} flushes for five writes sent together`);
+    await data.expunge(inbox.id);
+    await stores.close();
+    stores = await openStores(file, { writerThread: true });
+    const rows = await stores.data.db.selectFrom('messages').select(['uid', 'flags']).where('mailbox_id', '=', inbox.id).orderBy('uid').execute();
+    assert.deepEqual(
+      rows.map((r) => [Number(r.uid), r.flags]),
+      [[1, '\\Flagged'], [2, '\\Seen'], [4, ''], [5, ''], [6, '']],
+    );
+    const blob = await stores.data.db.selectFrom('blobs').select('hash').where('hash', '=', 'turn-50').executeTakeFirst();
+    assert.equal(blob, undefined, 'the failed delivery left its blob row');
+    const mb = (await stores.data.getMailbox(acct.id, 'INBOX'))!;
+    assert.equal(mb.uidnext, 7, 'the failed delivery took a UID');
+  } finally {
+    await stores.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("the server's lookups run on their own read-only connection: never behind another session's open transaction, never seeing its uncommitted rows", { timeout: 10_000 }, async () => {
   const dir = tempDir('postern-groupcommit-');
   const stores = await openStores(path.join(dir, 'data'), { writerThread: true });

@@ -49,6 +49,8 @@ function flushWal(): void {
 /** PASSIVE: never waits for a lock, copies what no reader still needs; the WAL restarts once all is copied. */
 const CHECKPOINT_EVERY_MS = 1000;
 const checkpoints = setInterval(() => {
+  // Timers run after the turn's setImmediate, so a turn is never open here.
+  if (db.inTransaction) return;
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch {
@@ -63,23 +65,55 @@ type Request =
   | { id: number; store: { mailboxId: number; uids: number[]; mode: StoreMode; flags: string[]; unchangedSince?: number } }
   | { id: number; expunge: { mailboxId: number; uids: number[] | null; seen: ExpungeCandidates | null } };
 
-/** Answers of commits not flushed yet. */
+/** Answers of writes not committed and flushed yet (this turn's). */
 let unflushed: Array<{ id: number; result: unknown }> = [];
 let flushScheduled = false;
+/**
+ * The turn's transaction is open. The messages that arrive together run in one
+ * transaction, each in its own SAVEPOINT (better-sqlite3 nests a transaction
+ * function that way): a page that several of them change (the accounts and mailboxes
+ * rows, the tail of `changes` and its indexes) is written to the WAL once per turn
+ * instead of once per write, and there is one commit. A write that fails rolls back
+ * to its savepoint alone. Nothing is answered before the turn's COMMIT and flush.
+ */
+let turnOpen = false;
 
-/** After the turn's messages: one fdatasync for all their commits, then the answers. */
-function flushAndAnswer(): void {
-  flushScheduled = false;
+function openTurn(): void {
+  if (turnOpen) return;
+  db.exec('BEGIN IMMEDIATE');
+  turnOpen = true;
+}
+
+/** Every answer of the turn fails with this (its transaction is gone). */
+function failTurn(err: unknown): void {
   const answers = unflushed;
   unflushed = [];
+  for (const a of answers) parentPort!.postMessage({ id: a.id, error: errorOf(err) });
+}
+
+/** After the turn's messages: its COMMIT, one fdatasync for all of it, then the answers. */
+function flushAndAnswer(): void {
+  flushScheduled = false;
+  if (turnOpen) {
+    turnOpen = false;
+    try {
+      db.exec('COMMIT');
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      failTurn(err);
+      return;
+    }
+  }
   // Empty when a close in the same turn flushed and answered them already.
-  if (!answers.length) return;
+  if (!unflushed.length) return;
   try {
     flushWal();
   } catch (err) {
-    for (const a of answers) parentPort!.postMessage({ id: a.id, error: errorOf(err) });
+    failTurn(err);
     return;
   }
+  const answers = unflushed;
+  unflushed = [];
   for (const a of answers) parentPort!.postMessage({ ...a, flushes });
 }
 
@@ -98,10 +132,17 @@ function run(msg: Exclude<Request, { close: true }>): unknown {
   return imap.expunge(r.mailboxId, r.uids, r.seen);
 }
 
+/** The turn ends (commit, flush, answers) once the messages that arrived together are run. */
+function schedule(): void {
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(flushAndAnswer);
+}
+
 parentPort!.on('message', (msg: Request) => {
   if ('close' in msg) {
     clearInterval(checkpoints);
-    if (unflushed.length) flushAndAnswer();
+    if (unflushed.length || turnOpen) flushAndAnswer();
     writer.flushSearch();
     if (walFd !== null) fs.closeSync(walFd);
     walFd = null;
@@ -111,15 +152,19 @@ parentPort!.on('message', (msg: Request) => {
   }
   let result: unknown;
   try {
+    openTurn();
     result = run(msg);
   } catch (err) {
-    // Rolled back: nothing to flush.
+    // Rolled back to its savepoint: nothing of it to flush. Some errors (SQLITE_FULL,
+    // an I/O error) roll back the whole transaction: the turn's earlier writes too.
+    if (turnOpen && !db.inTransaction) {
+      turnOpen = false;
+      failTurn(err);
+    }
     parentPort!.postMessage({ id: msg.id, error: errorOf(err) });
+    schedule();
     return;
   }
   unflushed.push({ id: msg.id, result });
-  if (!flushScheduled) {
-    flushScheduled = true;
-    setImmediate(flushAndAnswer);
-  }
+  schedule();
 });
