@@ -7,7 +7,7 @@ import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 /** STORE, COPY, MOVE, EXPUNGE, UID EXPUNGE, CHECK (RFC 9051 §6.4; RFC 4315 UIDPLUS; RFC 6851 MOVE; RFC 7162 UNCHANGEDSINCE). */
 
-const USERS = ['store', 'silent', 'readonly', 'condstore', 'copy', 'move', 'junk', 'expunge', 'uidexpunge', 'shared', 'rev1'].map((u) => `${u}@example.test`);
+const USERS = ['store', 'silent', 'readonly', 'condstore', 'copy', 'move', 'junk', 'expunge', 'uidexpunge', 'shared', 'rev1', 'uidset'].map((u) => `${u}@example.test`);
 
 let t: TestServer;
 before(async () => {
@@ -61,6 +61,31 @@ test('STORE FLAGS / +FLAGS / -FLAGS: untagged FETCH FLAGS for changed messages, 
     ok(await c.command('UID STORE 99 +FLAGS (\\Seen)'), 'UID STORE completed', [], 'unknown UIDs are ignored');
     ok(await c.command('NOOP'), 'NOOP completed', [], 'own changes are not reported again');
     assert.deepEqual(await flagsOf('store@example.test'), { 1: '\\Seen \\Flagged', 2: '\\Seen', 3: '$Label1 \\Answered Junk', 4: '' });
+  } finally {
+    c.close();
+  }
+});
+
+test('UID STORE / UID FETCH with a UID set of gaps, a reversed range, *, a range beyond the last UID and UIDs that do not exist: exactly the listed messages, in order', async () => {
+  const smtp = await SmtpTestClient.connect({ path: t.socketPath });
+  for (let i = 5; i <= 8; i++) await smtp.sendMail({ from: 'bob@example.test', to: ['uidset@example.test'], message: `Subject: message ${i}\r\n\r\nbody ${i}\r\n` });
+  await smtp.quit();
+  const c = await session('uidset@example.test');
+  try {
+    ok(await c.command('UID STORE 2,5 +FLAGS.SILENT (\\Deleted)'), 'UID STORE completed');
+    assert.equal((await c.command('EXPUNGE')).status, 'OK');
+    // UIDs now 1 3 4 6 7 8 at sequence numbers 1..6
+    ok(await c.command('UID FETCH 2,5,9:12 (FLAGS)'), 'UID FETCH completed', [], 'only UIDs that do not exist');
+    ok(await c.command('UID STORE 8,4:2,6:6,*:7,30:* +FLAGS ($T)'), 'UID STORE completed', [
+      '* 2 FETCH (UID 3 FLAGS ($T))',
+      '* 3 FETCH (UID 4 FLAGS ($T))',
+      '* 4 FETCH (UID 6 FLAGS ($T))',
+      '* 5 FETCH (UID 7 FLAGS ($T))',
+      '* 6 FETCH (UID 8 FLAGS ($T))',
+    ]);
+    ok(await c.command('UID FETCH 1,5:6,8 (FLAGS)'), 'UID FETCH completed', ['* 1 FETCH (UID 1 FLAGS ())', '* 4 FETCH (UID 6 FLAGS ($T))', '* 6 FETCH (UID 8 FLAGS ($T))']);
+    ok(await c.command('UID STORE 1:* -FLAGS.SILENT ($T)'), 'UID STORE completed');
+    ok(await c.command('UID FETCH 1:* (FLAGS)'), 'UID FETCH completed', [1, 3, 4, 6, 7, 8].map((u, i) => `* ${i + 1} FETCH (UID ${u} FLAGS ())`));
   } finally {
     c.close();
   }

@@ -1,7 +1,7 @@
 import { bad, no } from '../errors.ts';
 import { tokenText, type Command, type Token } from '../parser.ts';
 import { atomUpper, isList } from '../args.ts';
-import { formatSequenceSet, inIntervals, parseSequenceSet, resolve } from '../sequence-set.ts';
+import { formatSequenceSet, parseSequenceSet, resolve } from '../sequence-set.ts';
 import type { ImapSession } from '../session.ts';
 import { expungeResponses, type SelectedMailbox } from '../selected.ts';
 import type { MessageUid, StoreMode } from '../../store/imap-model.ts';
@@ -31,10 +31,12 @@ export function messagesOf(s: ImapSession, cmd: Command, i: number, byUid: boole
   if (!parsed.ok) throw bad(`${cmd.name}: ${parsed.error}`);
   const out: Array<{ m: MessageUid; seq: number }> = [];
   if (byUid) {
-    const intervals = resolve(parsed.value, sel.messages.at(-1)?.uid ?? 0, savedNumbers(sel, true));
-    sel.messages.forEach((m, k) => {
-      if (inIntervals(intervals, m.uid)) out.push({ m, seq: k + 1 });
-    });
+    // The intervals ascend and do not overlap, and so do the list's UIDs: each interval's
+    // first message by binary search, then the run up to its end (not a pass over the list).
+    const list = sel.messages;
+    for (const iv of resolve(parsed.value, list.at(-1)?.uid ?? 0, savedNumbers(sel, true))) {
+      for (let k = firstAtOrAbove(list, iv.lo); k < list.length && list[k]!.uid <= iv.hi; k++) out.push({ m: list[k]!, seq: k + 1 });
+    }
     return out;
   }
   for (const r of parsed.value.ranges) {
@@ -44,6 +46,18 @@ export function messagesOf(s: ImapSession, cmd: Command, i: number, byUid: boole
     for (let n = iv.lo; n <= Math.min(iv.hi, sel.exists); n++) out.push({ m: sel.messages[n - 1]!, seq: n });
   }
   return out;
+}
+
+/** The index of the first message with a UID ≥ `uid` (list.length if none); UIDs ascend. */
+function firstAtOrAbove(list: readonly MessageUid[], uid: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]!.uid < uid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** RFC 9051 §6.3.3: a mailbox opened with EXAMINE cannot be changed. */
