@@ -98,6 +98,22 @@ export class SelectedMailbox {
     this.own()[seq - 1] = m;
   }
 
+  /**
+   * The session's own STORE, when the view it leads to is one step on from this
+   * session's list and that step holds exactly the write's changes (`changed`: UID →
+   * the modseq it took): the list becomes the view's list as it is, with no copy now
+   * and no merge at the next sync. False when anything else moved the view meanwhile;
+   * the caller then applies its change with setMessage.
+   */
+  adoptOwnStore(view: { info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep } | null, changed: ReadonlyMap<number, number>): boolean {
+    const step = view?.step;
+    if (!view || !step || !this.shared || step.base !== this.list || step.expunged.length || step.changed.length !== changed.size) return false;
+    if (!step.changed.every((m) => changed.get(m.uid) === m.modseq && this.seqOf(m.uid) > 0)) return false;
+    this.list = view.messages;
+    this.info = view.info;
+    return true;
+  }
+
   /** Takes the messages at these sequence numbers out (the session's own EXPUNGE). */
   removeSeqs(seqs: readonly number[]): void {
     const list = this.own();

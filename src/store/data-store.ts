@@ -1291,7 +1291,7 @@ export class DataStore implements ChunkStore {
   }
 
   /** SELECT's look: the mailbox by name with its shared message list (never mutate it), or null. */
-  async mailboxViewByName(accountId: number, name: string): Promise<{ info: MailboxInfo; messages: readonly MessageUid[] } | null> {
+  async mailboxViewByName(accountId: number, name: string): Promise<{ info: MailboxInfo; messages: readonly MessageUid[]; step?: ViewStep } | null> {
     const [row] = await this.mailboxRows({ accountId, name: normalizeMailboxName(name) });
     if (!row) return null;
     return this.views.infoAndView(row);

@@ -41,6 +41,18 @@ export interface MessageUid {
   blobHash: string;
 }
 
+/** Index of the first message with a UID ≥ `uid` in a list by ascending UID (list.length: none). */
+export function uidLowerBound(list: readonly MessageUid[], uid: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]!.uid < uid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export type StoreMode = 'set' | 'add' | 'remove';
 
 export interface StoreFlagsResult {

@@ -169,3 +169,31 @@ test('a session catching up at NOOP ends with exactly the server picture, after 
     await smtp.quit().catch(() => undefined);
   }
 });
+
+test("a session's own STORE takes the view's new list as it is: its NOOP then repeats nothing and merges nothing; another session's change still arrives", async () => {
+  const a = await session();
+  const b = await session();
+  try {
+    for (let i = 0; i < 3; i++) await append(b, 100 + i);
+    await current(a);
+    const n = (await picture(a)).length;
+    for (let round = 0; round < 3; round++) {
+      const before = { ...syncStats };
+      const st = await a.command(`STORE ${n} ${round % 2 ? '-' : '+'}FLAGS ($OwnStore)`);
+      assert.equal(st.status, 'OK');
+      assert.equal(st.lines.length, 1, st.lines.join('\n'));
+      assert.deepEqual((await a.command('NOOP')).lines, [], 'the own change was repeated');
+      assert.equal(syncStats.merges, before.merges, "the own STORE's list was merged at the next sync");
+      // b's change after it: reported to a at its next NOOP (its list is the view's again)
+      assert.equal((await b.command(`STORE ${n - 1} ${round % 2 ? '-' : '+'}FLAGS ($OtherStore)`)).status, 'OK');
+      const noop = await a.command('NOOP');
+      assert.equal(noop.lines.length, 1, noop.lines.join('\n'));
+      assert.match(noop.lines[0]!, new RegExp(`^\\* ${n - 1} FETCH \\(.*FLAGS \\(`));
+    }
+    const stored = (await picture(b)).map((m) => m.flags);
+    assert.deepEqual((await picture(a)).map((m) => m.flags), stored);
+  } finally {
+    a.close();
+    b.close();
+  }
+});

@@ -23,7 +23,7 @@ import { headerBlocks } from '../../store/header-blocks.ts';
 import type { Command, Token } from '../parser.ts';
 import type { ImapSession } from '../session.ts';
 import type { SelectedMailbox } from '../selected.ts';
-import type { MessageUid } from '../../store/imap-model.ts';
+import { uidLowerBound, type MessageUid } from '../../store/imap-model.ts';
 import type { MessageIndex } from '../../mime/types.ts';
 import type { CommandSpec } from './index.ts';
 
@@ -120,18 +120,6 @@ function seqSetText(t: Token | undefined): string {
   throw bad('FETCH: expected a sequence set');
 }
 
-/** First index in messages whose UID is ≥ uid. */
-function lowerBound(messages: readonly MessageUid[], uid: number): number {
-  let lo = 0;
-  let hi = messages.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (messages[mid].uid < uid) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 /**
  * The sequence numbers a set names. Message sequence numbers above the message
  * count, and `*` in an empty mailbox, are BAD (RFC 9051 §6.4.5 via §9 seq-number:
@@ -158,7 +146,7 @@ function targetSeqs(sel: SelectedMailbox, text: string, byUid: boolean): number[
   }
   const intervals: Interval[] = resolve(set, msgs.at(-1)?.uid ?? 0, saved);
   for (const r of intervals) {
-    for (let i = lowerBound(msgs, r.lo); i < msgs.length && msgs[i].uid <= r.hi; i++) out.push(i + 1);
+    for (let i = uidLowerBound(msgs, r.lo); i < msgs.length && msgs[i].uid <= r.hi; i++) out.push(i + 1);
   }
   return out;
 }

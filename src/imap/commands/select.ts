@@ -1,4 +1,5 @@
 import { SelectedMailbox } from '../selected.ts';
+import { summaryOf } from '../list-summary.ts';
 import type { DataStore } from '../../store/data-store.ts';
 import type { MessageUid } from '../../store/imap-model.ts';
 
@@ -79,37 +80,6 @@ function parseSelectParams(s: ImapSession, cmd: Command): SelectParams {
   return out;
 }
 
-/** What SELECT tells of a list: its keywords (the first 200) and the index of its first message without \\Seen (-1: none). */
-interface ListSummary {
-  keywords: string[];
-  firstUnseen: number;
-}
-
-/**
- * Kept per list: a view's shared list (mailbox-views.ts) never changes, and every
- * session that selects the mailbox before its next change starts from that same
- * array, so one pass over its messages serves them all.
- */
-const summaries = new WeakMap<readonly MessageUid[], ListSummary>();
-
-function summaryOf(messages: readonly MessageUid[]): ListSummary {
-  let sum = summaries.get(messages);
-  if (sum) return sum;
-  const keywords = new Set<string>();
-  let firstUnseen = -1;
-  for (let i = 0; i < messages.length; i++) {
-    let seen = false;
-    for (const f of messages[i]!.flags) {
-      if (f.charCodeAt(0) !== 0x5c) keywords.add(f);
-      else if (f === '\\Seen') seen = true;
-    }
-    if (!seen && firstUnseen < 0) firstUnseen = i;
-  }
-  sum = { keywords: [...keywords].slice(0, 200), firstUnseen };
-  summaries.set(messages, sum);
-  return sum;
-}
-
 async function open(s: ImapSession, cmd: Command, readOnly: boolean): Promise<string> {
   argCount(cmd, 1, 2);
   const name = mailboxName(s, cmd, 0);
@@ -123,11 +93,11 @@ async function open(s: ImapSession, cmd: Command, readOnly: boolean): Promise<st
   // One look: the row, and the view's shared list the session starts from.
   const found = await s.ctx.data.mailboxViewByName(s.account!.id, name);
   if (!found) throw no(`Mailbox does not exist: ${name}`, 'NONEXISTENT');
-  const { info, messages } = found;
+  const { info, messages, step } = found;
   const sel = new SelectedMailbox(info, messages, readOnly, recentWatermarks(s));
   s.selected = sel;
   s.state = 'selected';
-  const { keywords, firstUnseen } = summaryOf(messages);
+  const { keywords, firstUnseen } = summaryOf(messages, step);
   const flags = [SYSTEM, ...keywords].join(' ');
   s.untagged(`* ${sel.exists} EXISTS`);
   if (!s.rev2) s.untagged(`* ${sel.recentCount} RECENT`);

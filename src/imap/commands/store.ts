@@ -4,7 +4,7 @@ import { atomUpper, isList } from '../args.ts';
 import { formatSequenceSet, parseSequenceSet, resolve } from '../sequence-set.ts';
 import type { ImapSession } from '../session.ts';
 import { expungeResponses, type SelectedMailbox } from '../selected.ts';
-import type { MessageUid, StoreMode } from '../../store/imap-model.ts';
+import { uidLowerBound, type MessageUid, type StoreMode } from '../../store/imap-model.ts';
 import type { CommandSpec } from './index.ts';
 import { savedNumbers } from '../search-keys.ts';
 
@@ -35,7 +35,7 @@ export function messagesOf(s: ImapSession, cmd: Command, i: number, byUid: boole
     // first message by binary search, then the run up to its end (not a pass over the list).
     const list = sel.messages;
     for (const iv of resolve(parsed.value, list.at(-1)?.uid ?? 0, savedNumbers(sel, true))) {
-      for (let k = firstAtOrAbove(list, iv.lo); k < list.length && list[k]!.uid <= iv.hi; k++) out.push({ m: list[k]!, seq: k + 1 });
+      for (let k = uidLowerBound(list, iv.lo); k < list.length && list[k]!.uid <= iv.hi; k++) out.push({ m: list[k]!, seq: k + 1 });
     }
     return out;
   }
@@ -46,18 +46,6 @@ export function messagesOf(s: ImapSession, cmd: Command, i: number, byUid: boole
     for (let n = iv.lo; n <= Math.min(iv.hi, sel.exists); n++) out.push({ m: sel.messages[n - 1]!, seq: n });
   }
   return out;
-}
-
-/** The index of the first message with a UID ≥ `uid` (list.length if none); UIDs ascend. */
-function firstAtOrAbove(list: readonly MessageUid[], uid: number): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (list[mid]!.uid < uid) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** RFC 9051 §6.3.3: a mailbox opened with EXAMINE cannot be changed. */
@@ -156,14 +144,25 @@ async function store(s: ImapSession, cmd: Command, byUid: boolean): Promise<stri
   );
   const condstore = s.enabled.has('CONDSTORE');
   let top = 0;
+  const changed = new Map<number, number>();
   for (const res of r.messages) {
     if (!res.changed) continue;
     top = Math.max(top, res.modseq);
-    // The session's own view takes the change now, so its next sync does not report it again.
+    changed.set(res.uid, res.modseq);
+  }
+  // The session's own view takes the change now, so its next sync does not report it
+  // again: the view's new list when it is just this write on from the session's.
+  const adopted = top > 0 && sel.adoptOwnStore(s.ctx.data.cachedMailboxView(sel.info.id, top), changed);
+  for (const res of r.messages) {
+    if (!res.changed) continue;
     const seq = sel.seqOf(res.uid);
     if (!seq) continue;
-    const m: MessageUid = { ...sel.messages[seq - 1]!, flags: res.flags, modseq: res.modseq };
-    sel.setMessage(seq, m);
+    let m: MessageUid;
+    if (adopted) m = sel.messages[seq - 1]!;
+    else {
+      m = { ...sel.messages[seq - 1]!, flags: res.flags, modseq: res.modseq };
+      sel.setMessage(seq, m);
+    }
     // RFC 7162 §3.1.3: with CONDSTORE the FETCH (with MODSEQ) goes out even for .SILENT.
     if (args.silent && !condstore) continue;
     // RFC 7162 §3.2.4: once QRESYNC is enabled, FETCH responses for flag changes carry the UID too.
