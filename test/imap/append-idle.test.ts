@@ -131,6 +131,47 @@ test('MULTIAPPEND (RFC 3502): several messages in one command, one APPENDUID wit
   }
 });
 
+test('APPEND to the selected mailbox after another session deleted it: NO [TRYCREATE], nothing left in INBOX; renamed, with a new one of that name: stored in the new one', async () => {
+  const a = await login();
+  const b = await login();
+  try {
+    const acct = (await t.server.ctx.data.getAccount('alice@example.test'))!;
+    const count = (await inbox(t, 'alice@example.test')).length;
+    const msg = Buffer.from(message('Into the selected one'));
+    assert.equal((await b.command('CREATE Gone')).status, 'OK');
+    assert.equal((await a.command('SELECT Gone')).status, 'OK');
+    const ok = await appendSync(a, 'Gone', msg);
+    assert.equal(ok.status, 'OK', ok.text);
+    assert.equal((await b.command('DELETE Gone')).status, 'OK');
+    let r = await appendSync(a, 'Gone', msg);
+    assert.equal(r.status, 'NO');
+    assert.match(r.text, /^\[TRYCREATE\]/);
+    assert.equal((await inbox(t, 'alice@example.test')).length, count, 'the fallback delivery to INBOX was not undone');
+    // renamed, and a new mailbox of the old name: the session still has the old one selected
+    assert.equal((await b.command('CREATE Moved')).status, 'OK');
+    assert.equal((await a.command('SELECT Moved')).status, 'OK');
+    assert.equal((await b.command('RENAME Moved Elsewhere')).status, 'OK');
+    assert.equal((await b.command('CREATE Moved')).status, 'OK');
+    r = await appendSync(a, 'Moved', msg);
+    assert.equal(r.status, 'OK', r.text);
+    const moved = (await t.server.ctx.data.getMailbox(acct.id, 'Moved'))!;
+    // APPENDUID names the mailbox that has the name now (its UIDVALIDITY), where the message is
+    assert.equal(r.text.split(' ')[1], String(moved.uidvalidity));
+    assert.equal((await t.server.ctx.data.listMessageUids(moved.id)).length, 1);
+    const elsewhere = (await t.server.ctx.data.getMailbox(acct.id, 'Elsewhere'))!;
+    assert.equal((await t.server.ctx.data.listMessageUids(elsewhere.id)).length, 0);
+    // and then deleted too: TRYCREATE, nothing left in INBOX
+    assert.equal((await b.command('DELETE Moved')).status, 'OK');
+    r = await appendSync(a, 'Moved', msg);
+    assert.equal(r.status, 'NO');
+    assert.match(r.text, /^\[TRYCREATE\]/);
+    assert.equal((await inbox(t, 'alice@example.test')).length, count);
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
 test('APPEND to a missing mailbox: NO [TRYCREATE], nothing stored; bad arguments are BAD; empty message NO', async () => {
   const c = await login();
   try {

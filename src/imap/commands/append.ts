@@ -109,7 +109,12 @@ async function append(s: ImapSession, cmd: Command): Promise<string> {
   const name = mailboxName(s, cmd, 0);
   const items = parseAppendItems(cmd);
   const account = s.account!;
-  const info = await s.ctx.data.getMailbox(account.id, name);
+  // The selected mailbox needs no look at its row: the delivery finds it by name under
+  // the lock, and one deleted or renamed meanwhile shows below as another mailbox id
+  // (the delivery fell back to INBOX, or the name is another mailbox's now): undone, TRYCREATE.
+  const sel = s.selected;
+  const fromSelected = !!sel && sel.info.name === name;
+  let info = fromSelected ? sel!.info : await s.ctx.data.getMailbox(account.id, name);
   // RFC 9051 §6.3.12: the client may CREATE it and try again.
   if (!info) throw no(`Mailbox does not exist: ${name}`, 'TRYCREATE');
   for (const it of items) {
@@ -134,9 +139,15 @@ async function append(s: ImapSession, cmd: Command): Promise<string> {
       const added = r.added.find((x) => x.accountId === account.id);
       if (!added) throw new Error('APPEND: the message was not added');
       if (added.mailboxId !== info.id) {
-        // The mailbox went away meanwhile and the delivery fell back to INBOX: undo it.
-        await undo(s, added.mailboxId, [added.uid]);
-        throw no(`Mailbox does not exist: ${name}`, 'TRYCREATE');
+        // The selected mailbox was renamed and another one has its name now: that one is
+        // the mailbox the client named.
+        const now = fromSelected && !uids.length ? await s.ctx.data.getMailbox(account.id, name) : null;
+        if (now?.id === added.mailboxId) info = now;
+        else {
+          // The mailbox went away meanwhile and the delivery fell back to INBOX: undo it.
+          await undo(s, added.mailboxId, [added.uid]);
+          throw no(`Mailbox does not exist: ${name}`, 'TRYCREATE');
+        }
       }
       uids.push(added.uid);
       uidvalidity = added.view?.uidvalidity ?? null;
