@@ -4,6 +4,7 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { ImapTestClient } from '../helpers/imap-client.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { syncStats } from '../../src/imap/selected.ts';
+import { TEST_PG } from '../helpers/backend.ts';
 
 /**
  * What other sessions' changes look like to a selected session (RFC 9051 §7.4.1, §7.5.1,
@@ -170,7 +171,7 @@ test('a session catching up at NOOP ends with exactly the server picture, after 
   }
 });
 
-test("a session's own STORE takes the view's new list as it is: its NOOP then repeats nothing and merges nothing; another session's change still arrives", async () => {
+test("a session's own STORE takes the view's new list as it is (SQLite's writer thread): its NOOP then repeats nothing and merges nothing; another session's change still arrives", async () => {
   const a = await session();
   const b = await session();
   try {
@@ -183,7 +184,8 @@ test("a session's own STORE takes the view's new list as it is: its NOOP then re
       assert.equal(st.status, 'OK');
       assert.equal(st.lines.length, 1, st.lines.join('\n'));
       assert.deepEqual((await a.command('NOOP')).lines, [], 'the own change was repeated');
-      assert.equal(syncStats.merges, before.merges, "the own STORE's list was merged at the next sync");
+      // (On PostgreSQL a write does not advance the view in memory: the own change is copied into the list and merged.)
+      if (!TEST_PG) assert.equal(syncStats.merges, before.merges, "the own STORE's list was merged at the next sync");
       // b's change after it: reported to a at its next NOOP (its list is the view's again)
       assert.equal((await b.command(`STORE ${n - 1} ${round % 2 ? '-' : '+'}FLAGS ($OtherStore)`)).status, 'OK');
       const noop = await a.command('NOOP');

@@ -19,8 +19,9 @@ import type { StoreMode } from '../imap-model.ts';
  * event loop.
  *
  * It also commits IMAP STORE and EXPUNGE (imap-writer.ts), so it is the server's only
- * writer on the hot paths. The messages that arrived together are committed one by
- * one and then share one flush before their answers (group commit).
+ * writer on the hot paths. The messages that arrived together run in one transaction,
+ * each in a savepoint (see `turnOpen`), and share one COMMIT and one flush before
+ * their answers (group commit).
  *
  * This thread also runs the WAL checkpoints (the main connection has automatic
  * checkpoints off, see openSqlite): a checkpoint copies pages into the database
