@@ -24,10 +24,12 @@ import {
   type MessageUid,
   type StoreFlagsResult,
   type StoreMode,
+  uidLowerBound,
 } from './imap-model.ts';
 import type { Insertable, Selectable as Row } from 'kysely';
 import type { ChangesTable, MailboxesTable, MessagesTable } from './schema.ts';
 import { MailboxViews, type MailboxRow, type MailboxView, type ViewStep } from './mailbox-views.ts';
+import { summaryOf } from './list-summary.ts';
 import type { ExpungeCandidates, ViewAdvance } from './sqlite/imap-writer.ts';
 import type { SqliteReader } from './sqlite/open.ts';
 export type { ChangesSince, CopyResult, ExpungeResult, MailboxInfo, MessageUid, StoreFlagsResult, StoreMode } from './imap-model.ts';
@@ -1080,11 +1082,20 @@ export class DataStore implements ChunkStore {
    * Each takes the next modseq and an 'expunge' change row (kept for VANISHED).
    */
   async expunge(mailboxId: number, uids?: number[]): Promise<ExpungeResult> {
-    // The \Deleted messages from the shared message list (flags are canonical there)
-    // instead of a scan of every row's flags (0.8 ms for 500 messages, every EXPUNGE);
-    // it is used only if the mailbox did not change between the look and the lock.
+    // The \Deleted messages from the shared message list's summary (list-summary.ts:
+    // carried along the view's steps) instead of a scan of every row's flags (0.8 ms for
+    // 500 messages, every EXPUNGE) or of the list (60 µs); it is used only if the mailbox
+    // did not change between the look and the lock.
     const only = uids ? new Set(uids) : null;
-    const markedIn = (view: MailboxView) => view.messages.filter((m) => m.flags.includes('\\Deleted') && (!only || only.has(m.uid)));
+    const markedIn = (view: MailboxView): MessageUid[] => {
+      const out: MessageUid[] = [];
+      for (const uid of summaryOf(view.messages, view.step).deleted) {
+        if (only && !only.has(uid)) continue;
+        const m = view.messages[uidLowerBound(view.messages, uid)];
+        if (m?.uid === uid) out.push(m);
+      }
+      return out;
+    };
     if (this.fastImap) {
       // The writer checks the list against the locked row (and reads the rows when it is
       // stale, or answers NOT_FOUND), so a view in memory needs no look at the row first.

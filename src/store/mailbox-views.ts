@@ -1,4 +1,5 @@
 import type { MailboxInfo, MessageUid } from './imap-model.ts';
+import { carrySummary } from './list-summary.ts';
 
 /**
  * One in-memory message list per mailbox, shared by every IMAP session (and
@@ -78,6 +79,7 @@ export class MailboxViews {
         row,
       };
       if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, delta.changed, delta.expunged);
+      carrySummary(next.messages, next.step!);
     } else {
       next = { modseq: row.highestmodseq, uidvalidity: row.uidvalidity, messages: await this.source.messageUids(row.id), row };
     }
@@ -111,6 +113,7 @@ export class MailboxViews {
       row: cur.row && a.uidnext !== undefined ? { ...cur.row, uidnext: a.uidnext, highestmodseq: a.to } : cur.row,
     };
     if (cur.counts) next.counts = adjustCounts(cur.counts, cur.messages, a.changed, a.expunged);
+    carrySummary(next.messages, next.step!);
     this.views.set(a.mailboxId, next);
   }
 

@@ -1,5 +1,5 @@
 import { SelectedMailbox } from '../selected.ts';
-import { summaryOf } from '../list-summary.ts';
+import { summaryOf } from '../../store/list-summary.ts';
 import type { DataStore } from '../../store/data-store.ts';
 import type { MessageUid } from '../../store/imap-model.ts';
 

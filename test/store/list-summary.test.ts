@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { summaryOf } from '../../src/imap/list-summary.ts';
-import { applyDelta } from '../../src/store/mailbox-views.ts';
+import { summaryOf } from '../../src/store/list-summary.ts';
+import { applyDelta, MailboxViews } from '../../src/store/mailbox-views.ts';
 import type { MessageUid } from '../../src/store/imap-model.ts';
 
 /** SELECT's FLAGS keywords and UNSEEN from a step (list-summary.ts) agree with a full pass over the list. */
@@ -20,6 +20,7 @@ const m = (uid: number, modseq: number, flags: string[]): MessageUid => ({ id: u
 function randomFlags(r: () => number, seenBias: number): string[] {
   const f: string[] = [];
   if (r() < 0.3) f.push('\\Flagged');
+  if (r() < 0.2) f.push('\\Deleted');
   if (r() < seenBias) f.push('\\Seen');
   for (const k of KEYWORDS) if (r() < 0.15) f.push(k);
   return f;
@@ -28,7 +29,7 @@ function randomFlags(r: () => number, seenBias: number): string[] {
 /** What a full pass finds (a new array: nothing kept for it). */
 function expected(list: readonly MessageUid[]) {
   const s = summaryOf([...list]);
-  return { keywords: [...s.keywords].sort(), firstUnseen: s.firstUnseen, counts: new Map([...s.counts].sort()) };
+  return { keywords: [...s.keywords].sort(), firstUnseen: s.firstUnseen, counts: new Map([...s.counts].sort()), deleted: s.deleted };
 }
 
 test('summaries made from a step equal a full pass, over random chains of STOREs, expunges and deliveries', () => {
@@ -62,6 +63,8 @@ test('summaries made from a step equal a full pass, over random chains of STOREs
       assert.equal(got.firstUnseen, want.firstUnseen, why);
       assert.deepEqual(new Map([...got.counts].sort()), want.counts, why);
       assert.equal(got.firstUnseenUid, got.firstUnseen < 0 ? 0 : fresh[got.firstUnseen]!.uid, why);
+      assert.deepEqual(got.deleted, want.deleted, why);
+      assert.deepEqual(want.deleted, fresh.filter((x) => x.flags.includes('\\Deleted')).map((x) => x.uid), why);
       list = fresh;
     }
   }
@@ -77,4 +80,42 @@ test('a keyword no message has any more leaves FLAGS; one a STORE adds comes aft
   assert.equal(s.firstUnseen, -1);
   // the same list object: the kept summary
   assert.equal(summaryOf(fresh), s);
+});
+
+test('a view carries its summary along each step: the list after several writes needs no pass of its own', async () => {
+  let list = [m(1, 1, ['\\Seen']), m(2, 2, []), m(3, 3, ['\\Seen', '$A'])];
+  const views = new MailboxViews({
+    messageUids: async () => list,
+    messageDelta: async () => {
+      throw new Error('not read: the writes advance the view');
+    },
+  });
+  const row = { id: 7, accountId: 1, name: 'INBOX', uidvalidity: 9, uidnext: 4, highestmodseq: 3, subscribed: true, specialUse: null };
+  const first = await views.view(row as Parameters<MailboxViews['view']>[0]);
+  summaryOf(first.messages, first.step);
+  // three writes, as a client's APPEND, STORE \Deleted, STORE \Seen make them, no SELECT between
+  const writes = [
+    { changed: [m(4, 4, ['$B'])], expunged: [] },
+    { changed: [m(4, 5, ['$B', '\\Deleted'])], expunged: [] },
+    { changed: [m(2, 6, ['\\Seen'])], expunged: [] },
+  ];
+  let modseq = 3;
+  for (const w of writes) {
+    views.advance({ mailboxId: 7, uidvalidity: 9, from: modseq, to: modseq + 1, ...w });
+    modseq++;
+  }
+  const last = views.peek(7)!;
+  // A pass over the list now would see message 1 as \Deleted: the carried summary does not look.
+  const m1 = last.messages[0] as { flags: readonly string[] };
+  const before = m1.flags;
+  m1.flags = ['\\Deleted'];
+  const carried = summaryOf(last.messages);
+  m1.flags = before;
+  assert.deepEqual(carried.deleted, [4]);
+  assert.deepEqual([...carried.keywords].sort(), ['$A', '$B']);
+  assert.equal(carried.firstUnseen, 3);
+  assert.equal(carried.firstUnseenUid, 4);
+  list = [...last.messages];
+  assert.deepEqual(carried, summaryOf(list));
+  assert.notEqual(summaryOf(list), carried, 'a new array gets a pass of its own');
 });

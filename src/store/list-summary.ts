@@ -1,16 +1,18 @@
-import { uidLowerBound, type MessageUid } from '../store/imap-model.ts';
-import type { ViewStep } from '../store/mailbox-views.ts';
+import { uidLowerBound, type MessageUid } from './imap-model.ts';
+import type { ViewStep } from './mailbox-views.ts';
 
 /**
  * What SELECT tells of a message list (RFC 9051 §7.3.5 FLAGS, RFC 3501 §7.1 UNSEEN):
- * the keywords in use and the first message without \Seen.
+ * the keywords in use and the first message without \Seen; and what EXPUNGE removes
+ * (the messages with \Deleted, RFC 9051 §6.4.3).
  *
  * Kept per list: a view's shared list (mailbox-views.ts) never changes, and every
  * session that selects the mailbox before its next change starts from that same
  * array. A list one step on from a summarised one (the view after a STORE, an
  * EXPUNGE, a delivery) is summarised from that summary and the step's messages
- * alone: in a mailbox that changes between every two SELECTs, a pass over every
- * message's flags per change was most of SELECT's cost.
+ * alone, and the views carry a summary along every step they make (carrySummary):
+ * a mailbox changes several times between two SELECTs of a busy client, and a pass
+ * over every message's flags was most of SELECT's and EXPUNGE's cost.
  */
 export interface ListSummary {
   /** The keywords in use (the first 200, by first use). */
@@ -21,6 +23,8 @@ export interface ListSummary {
   readonly counts: ReadonlyMap<string, number>;
   /** UID of that first unseen message; 0: none. */
   readonly firstUnseenUid: number;
+  /** UIDs of the messages with \Deleted, ascending. */
+  readonly deleted: readonly number[];
 }
 
 const MAX_KEYWORDS = 200;
@@ -36,10 +40,24 @@ export function summaryOf(messages: readonly MessageUid[], step?: ViewStep): Lis
   return sum;
 }
 
+/**
+ * After a view's step: the new list's summary from the base's, when the base has
+ * one (a mailbox some session selected or expunged); else nothing (made on first use).
+ */
+export function carrySummary(messages: readonly MessageUid[], step: ViewStep): void {
+  if (summaries.has(messages)) return;
+  const base = summaries.get(step.base);
+  // A step as big as the list (a mass delivery, a rebuilt view) is cheaper as a full pass, when asked.
+  if (!base || step.changed.length + step.expunged.length > Math.max(64, messages.length / 4)) return;
+  summaries.set(messages, stepped(base, step, messages));
+}
+
 const isSeen = (m: MessageUid) => m.flags.includes('\\Seen');
+const isDeleted = (m: MessageUid) => m.flags.includes('\\Deleted');
 
 function full(messages: readonly MessageUid[]): ListSummary {
   const counts = new Map<string, number>();
+  const deleted: number[] = [];
   let firstUnseen = -1;
   for (let i = 0; i < messages.length; i++) {
     let seen = false;
@@ -47,10 +65,11 @@ function full(messages: readonly MessageUid[]): ListSummary {
       // Flags are canonical (normalizeFlags): system flags start with a backslash.
       if (f.charCodeAt(0) !== 0x5c) counts.set(f, (counts.get(f) ?? 0) + 1);
       else if (f === '\\Seen') seen = true;
+      else if (f === '\\Deleted') deleted.push(messages[i]!.uid);
     }
     if (!seen && firstUnseen < 0) firstUnseen = i;
   }
-  return finish(counts, firstUnseen, firstUnseen < 0 ? 0 : messages[firstUnseen]!.uid);
+  return finish(counts, firstUnseen, firstUnseen < 0 ? 0 : messages[firstUnseen]!.uid, deleted);
 }
 
 /**
@@ -72,6 +91,7 @@ function stepped(base: ListSummary, step: ViewStep, messages: readonly MessageUi
   for (const m of step.changed) uids.add(m.uid);
   // Every unseen message before the base's first unseen one is among the step's.
   let first = Infinity;
+  const nowDeleted: number[] = [];
   for (const uid of uids) {
     const old = at(step.base, uid);
     const now = at(messages, uid);
@@ -79,7 +99,14 @@ function stepped(base: ListSummary, step: ViewStep, messages: readonly MessageUi
     if (now) {
       bump(now, +1);
       if (!isSeen(now) && uid < first) first = uid;
+      if (isDeleted(now)) nowDeleted.push(uid);
     }
+  }
+  // The step's UIDs decide for themselves; every other message kept its flags.
+  const deleted = base.deleted.filter((uid) => !uids.has(uid));
+  if (nowDeleted.length) {
+    deleted.push(...nowDeleted);
+    deleted.sort((a, b) => a - b);
   }
   const b = base.firstUnseenUid;
   if (b && b < first) {
@@ -95,11 +122,11 @@ function stepped(base: ListSummary, step: ViewStep, messages: readonly MessageUi
       }
     }
   }
-  return first === Infinity ? finish(counts, -1, 0) : finish(counts, uidLowerBound(messages, first), first);
+  return first === Infinity ? finish(counts, -1, 0, deleted) : finish(counts, uidLowerBound(messages, first), first, deleted);
 }
 
-function finish(counts: Map<string, number>, firstUnseen: number, firstUnseenUid: number): ListSummary {
-  return { keywords: [...counts.keys()].slice(0, MAX_KEYWORDS), firstUnseen, counts, firstUnseenUid };
+function finish(counts: Map<string, number>, firstUnseen: number, firstUnseenUid: number, deleted: number[]): ListSummary {
+  return { keywords: [...counts.keys()].slice(0, MAX_KEYWORDS), firstUnseen, counts, firstUnseenUid, deleted };
 }
 
 function at(list: readonly MessageUid[], uid: number): MessageUid | undefined {
