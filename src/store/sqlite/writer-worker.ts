@@ -5,6 +5,7 @@ import { SqliteMessageWriter } from './message-writer.ts';
 import { SqliteImapWriter, type ExpungeCandidates } from './imap-writer.ts';
 import type { NewMessage } from '../data-store.ts';
 import type { StoreMode } from '../imap-model.ts';
+import type { WriterAnswer as Answer, WriterAnswers as Answers } from './writer-thread.ts';
 
 /**
  * The delivery commit thread: runs group-commit transactions off the main thread,
@@ -67,7 +68,7 @@ type Request =
   | { id: number; expunge: { mailboxId: number; uids: number[] | null; seen: ExpungeCandidates | null } };
 
 /** Answers of writes not committed and flushed yet (this turn's). */
-let unflushed: Array<{ id: number; result: unknown }> = [];
+let unflushed: Answer[] = [];
 let flushScheduled = false;
 /**
  * The turn's transaction is open. The messages that arrive together run in one
@@ -89,7 +90,15 @@ function openTurn(): void {
 function failTurn(err: unknown): void {
   const answers = unflushed;
   unflushed = [];
-  for (const a of answers) parentPort!.postMessage({ id: a.id, error: errorOf(err) });
+  answer(answers.map((a) => ({ id: a.id, error: errorOf(err) })));
+}
+
+/**
+ * All answers of a turn in one message: each postMessage wakes the main thread's
+ * event loop (a futex wake, an IPI on a VM), and the main thread reads them together anyway.
+ */
+function answer(answers: Answer[]): void {
+  if (answers.length) parentPort!.postMessage({ answers, flushes } satisfies Answers);
 }
 
 /** After the turn's messages: its COMMIT, one fdatasync for all of it, then the answers. */
@@ -115,7 +124,7 @@ function flushAndAnswer(): void {
   }
   const answers = unflushed;
   unflushed = [];
-  for (const a of answers) parentPort!.postMessage({ ...a, flushes });
+  answer(answers);
 }
 
 function errorOf(err: unknown): { message: string; code: string | null; name: string } {
@@ -140,7 +149,9 @@ function schedule(): void {
   setImmediate(flushAndAnswer);
 }
 
-parentPort!.on('message', (msg: Request) => {
+parentPort!.on('message', handle);
+
+function handle(msg: Request): void {
   if ('close' in msg) {
     clearInterval(checkpoints);
     if (unflushed.length || turnOpen) flushAndAnswer();
@@ -148,7 +159,7 @@ parentPort!.on('message', (msg: Request) => {
     if (walFd !== null) fs.closeSync(walFd);
     walFd = null;
     db.close();
-    parentPort!.postMessage({ id: msg.id, result: null });
+    answer([{ id: msg.id, result: null }]);
     return;
   }
   let result: unknown;
@@ -162,10 +173,10 @@ parentPort!.on('message', (msg: Request) => {
       turnOpen = false;
       failTurn(err);
     }
-    parentPort!.postMessage({ id: msg.id, error: errorOf(err) });
+    answer([{ id: msg.id, error: errorOf(err) }]);
     schedule();
     return;
   }
   unflushed.push({ id: msg.id, result });
   schedule();
-});
+}
