@@ -127,7 +127,7 @@ function flushAndAnswer(): void {
   answer(answers);
 }
 
-function errorOf(err: unknown): { message: string; code: string | null; name: string } {
+function errorOf(err: unknown): NonNullable<Answer['error']> {
   const e = err as Error & { code?: string };
   return { message: e.message, code: e.code ?? null, name: e.name };
 }
